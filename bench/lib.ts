@@ -1,0 +1,53 @@
+/**
+ * Small helpers shared by the benchmarks: timing, percentiles and the JSON result line.
+ */
+
+export interface Case {
+  readonly name: string
+  readonly events_per_s: number
+  readonly baseline_events_per_s: number
+  readonly ratio: number
+  readonly [extra: string]: unknown
+}
+
+/** Builds a case; `ratio` is ours over the baseline's (higher is better). */
+export const makeCase = (name: string, ours: number, baseline: number, extra: Record<string, unknown> = {}): Case => ({
+  name,
+  events_per_s: Math.round(ours),
+  baseline_events_per_s: Math.round(baseline),
+  ratio: Number((ours / baseline).toFixed(3)),
+  ...extra
+})
+
+export const percentile = (sorted: ReadonlyArray<number>, p: number): number => {
+  if (sorted.length === 0) return Number.NaN
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[i]!
+}
+
+export const summarize = (samples: Array<number>): { p50: number; p99: number; max: number } => {
+  const s = samples.slice().sort((a, b) => a - b)
+  const round = (n: number) => Number(n.toFixed(3))
+  return { p50: round(percentile(s, 50)), p99: round(percentile(s, 99)), max: round(s[s.length - 1] ?? Number.NaN) }
+}
+
+/** Runs `f` `rounds` times and returns the best (highest) rate, after one warm-up run. */
+export const bestOf = async (rounds: number, f: () => Promise<number> | number): Promise<number> => {
+  await f()
+  let best = 0
+  for (let i = 0; i < rounds; i++) best = Math.max(best, await f())
+  return best
+}
+
+export const yieldMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+export const printResult = (bench: string, cases: ReadonlyArray<Case>): void => {
+  const table = cases.map((c) => ({
+    case: c.name,
+    "ours ev/s": c.events_per_s.toLocaleString("en-US"),
+    "baseline ev/s": c.baseline_events_per_s.toLocaleString("en-US"),
+    ratio: c.ratio
+  }))
+  console.table(table)
+  console.log(JSON.stringify({ bench, cases }))
+}

@@ -1,0 +1,120 @@
+/**
+ * Typed errors shared across Cairn.
+ *
+ * Every failure a caller can expect is one tagged class here: its fields carry the
+ * facts, its `message` is derived from them, and its `code` is a stable string that
+ * does not change between releases (documented in `docs/errors.md`).
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * An event type definition is invalid (bad name, version or option). Thrown by
+ * `EventType.make`: an invalid definition is a programming error found at start-up.
+ *
+ * @category errors
+ */
+export class InvalidEventType extends Schema.TaggedError<InvalidEventType>()("InvalidEventType", {
+  key: Schema.String,
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_INVALID_EVENT_TYPE"
+  override get message(): string {
+    return `invalid event type ${this.key}: ${this.reason}`
+  }
+}
+
+/**
+ * A different event type (a different schema) is already registered under the same
+ * `name@version` key. Two versions of one name may coexist; one key has one schema.
+ *
+ * @category errors
+ */
+export class DuplicateEventType extends Schema.TaggedError<DuplicateEventType>()("DuplicateEventType", {
+  key: Schema.String
+}) {
+  readonly code = "CAIRN_DUPLICATE_EVENT_TYPE"
+  override get message(): string {
+    return `event type ${this.key} is already registered with a different schema; change the version to change the data`
+  }
+}
+
+/**
+ * The trail is shutting down or closed: the event was not accepted.
+ *
+ * @category errors
+ */
+export class TrailClosed extends Schema.TaggedError<TrailClosed>()("TrailClosed", {
+  type: Schema.String
+}) {
+  readonly code = "CAIRN_TRAIL_CLOSED"
+  override get message(): string {
+    return `trail is closed: event of type ${this.type} was refused`
+  }
+}
+
+/**
+ * A `backpressure` mailbox is full and the caller used a synchronous entry point,
+ * which never blocks: the event was refused (and counted as refused), not queued.
+ * Use the Effect API (`Trail.log`) to wait for room instead.
+ *
+ * @category errors
+ */
+export class MailboxFull extends Schema.TaggedError<MailboxFull>()("MailboxFull", {
+  type: Schema.String,
+  capacity: Schema.Number
+}) {
+  readonly code = "CAIRN_MAILBOX_FULL"
+  override get message(): string {
+    return `mailbox of ${this.type} is full (capacity ${this.capacity}); the event was refused`
+  }
+}
+
+/**
+ * One processing attempt of a batch took longer than the type's `timeoutMs`.
+ *
+ * @category errors
+ */
+export class ProcessingTimeout extends Schema.TaggedError<ProcessingTimeout>()("ProcessingTimeout", {
+  type: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  readonly code = "CAIRN_PROCESSING_TIMEOUT"
+  override get message(): string {
+    return `processing a batch of ${this.type} took longer than ${this.timeoutMs} ms`
+  }
+}
+
+/**
+ * A processing function died (threw, or an Effect defect). The defect is kept so the
+ * dead-letter record says what happened; it is retried like a typed failure.
+ *
+ * @category errors
+ */
+export class ProcessingDefect extends Schema.TaggedError<ProcessingDefect>()("ProcessingDefect", {
+  type: Schema.String,
+  defect: Schema.Unknown
+}) {
+  readonly code = "CAIRN_PROCESSING_DEFECT"
+  override get message(): string {
+    const d = this.defect
+    return `processing a batch of ${this.type} died: ${d instanceof Error ? d.message : String(d)}`
+  }
+}
+
+/**
+ * The cause of a dead letter written at shutdown: the overall deadline passed while
+ * `must` events were still queued or in flight.
+ *
+ * @category errors
+ */
+export class ShutdownDeadline extends Schema.TaggedError<ShutdownDeadline>()("ShutdownDeadline", {
+  type: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  readonly code = "CAIRN_SHUTDOWN_DEADLINE"
+  override get message(): string {
+    return `shutdown deadline of ${this.timeoutMs} ms passed before ${this.type} events were delivered`
+  }
+}

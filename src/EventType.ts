@@ -1,0 +1,244 @@
+/**
+ * Versioned event types.
+ *
+ * An event type is plain data: a dotted name (`app.Name`), an integer version, an
+ * Effect `Schema` for its data, and how Cairn should treat its events — delivery
+ * guarantee, batching, priority, mailbox, processing concurrency, retries and timeout.
+ * Its key, `name@version`, identifies it everywhere (on the wire included). Any change
+ * to the data is a new version; versions of one name coexist.
+ *
+ * @since 0.1.0
+ */
+import { Schedule, type Schema } from "effect"
+import { InvalidEventType } from "./Errors.ts"
+
+/**
+ * `must`: never dropped; a full mailbox applies backpressure; shutdown delivers them.
+ * `droppable`: may be dropped under overload or at shutdown, every drop counted.
+ *
+ * @category models
+ */
+export type Delivery = "must" | "droppable"
+
+/**
+ * What a full mailbox does with a new event: `backpressure` (the Effect API waits,
+ * the synchronous API refuses), `dropNewest` (the new event is dropped) or
+ * `dropOldest` (the oldest queued event is dropped to make room).
+ *
+ * @category models
+ */
+export type Overflow = "backpressure" | "dropNewest" | "dropOldest"
+
+/**
+ * @category models
+ */
+export interface BatchOptions {
+  /** Largest batch handed to the processing function. Default `512`. */
+  readonly maxSize: number
+  /**
+   * After the first event arrives, how long to wait for more before processing a
+   * partial batch. `0` sends at once (latency-sensitive types). Default `10`.
+   */
+  readonly lingerMs: number
+}
+
+/**
+ * @category models
+ */
+export interface MailboxOptions {
+  /** Most events queued for this type. Default `10_000`. */
+  readonly capacity: number
+  /**
+   * Policy when full. Default `backpressure` for `must` types, `dropNewest` for
+   * `droppable` ones. A `must` type only accepts `backpressure`.
+   */
+  readonly overflow: Overflow
+}
+
+/**
+ * Options of an event type; every one has a default.
+ *
+ * @category models
+ */
+export interface Options {
+  /** Default `"must"`. */
+  readonly delivery: Delivery
+  readonly batch: BatchOptions
+  /** Higher goes first when several types have batches ready. Default `0`. */
+  readonly priority: number
+  readonly mailbox: MailboxOptions
+  /** Batches of this type processed at once; order is kept only with `1`. Default `1`. */
+  readonly concurrency: number
+  /**
+   * Retry schedule of the processing function (its input is the failure).
+   * Default: exponential from 100 ms, factor 2, jittered, at most 5 retries.
+   */
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  /** Time limit of one processing attempt; a hanging attempt fails and is retried. Default `30_000`. */
+  readonly timeoutMs: number
+}
+
+/**
+ * The default retry schedule: exponential from 100 ms, factor 2, jittered, 5 retries.
+ *
+ * @category constructors
+ */
+export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.upTo({ times: 5 })
+)
+
+/**
+ * Default options (the mailbox overflow default depends on the delivery).
+ *
+ * @category constructors
+ */
+export const defaults: Options = {
+  delivery: "must",
+  batch: { maxSize: 512, lingerMs: 10 },
+  priority: 0,
+  mailbox: { capacity: 10_000, overflow: "backpressure" },
+  concurrency: 1,
+  retry: defaultRetry,
+  timeoutMs: 30_000
+}
+
+const TypeId: unique symbol = Symbol.for("cairn/EventType")
+
+/**
+ * A versioned event type whose data has type `A` (and encoded form `I`).
+ *
+ * @category models
+ */
+export interface EventType<A, I = A> extends Options {
+  readonly [TypeId]: typeof TypeId
+  readonly name: string
+  readonly version: number
+  /** `name@version`. */
+  readonly key: string
+  readonly schema: Schema.Codec<A, I>
+}
+
+/**
+ * Any event type, whatever its data.
+ *
+ * @category models
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the data type is erased on purpose here
+export type Any = EventType<any, any>
+
+/**
+ * The data type of an event type.
+ *
+ * @category models
+ */
+export type Data<T> = T extends EventType<infer A, infer _I> ? A : never
+
+/**
+ * Options accepted by {@link make}: every field optional, nested ones too.
+ *
+ * @category models
+ */
+export interface MakeOptions {
+  readonly delivery?: Delivery
+  readonly batch?: Partial<BatchOptions>
+  readonly priority?: number
+  readonly mailbox?: Partial<MailboxOptions>
+  readonly concurrency?: number
+  readonly retry?: Schedule.Schedule<unknown, unknown>
+  readonly timeoutMs?: number
+}
+
+const NAME = /^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)+$/
+
+/**
+ * Defines an event type.
+ *
+ * Throws {@link InvalidEventType} for an invalid name, version or option: a type is
+ * defined once at module load, so a bad definition is a bug to see at start-up.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { EventType } from "cairn"
+ *
+ * const StepFinished = EventType.make("train.StepFinished", 1, Schema.Struct({ step: Schema.Number }), {
+ *   delivery: "droppable",
+ *   batch: { maxSize: 256, lingerMs: 50 }
+ * })
+ * ```
+ *
+ * @category constructors
+ */
+export const make = <A, I>(
+  name: string,
+  version: number,
+  schema: Schema.Codec<A, I>,
+  options: MakeOptions = {}
+): EventType<A, I> => {
+  const key = `${name}@${version}`
+  const fail = (reason: string): never => {
+    throw new InvalidEventType({ key, reason })
+  }
+  if (!NAME.test(name)) fail(`name must be dotted segments of letters, digits, _ or - (like "app.Name")`)
+  if (!Number.isSafeInteger(version) || version < 1) fail("version must be a positive integer")
+  const delivery = options.delivery ?? defaults.delivery
+  const batch: BatchOptions = {
+    maxSize: options.batch?.maxSize ?? defaults.batch.maxSize,
+    lingerMs: options.batch?.lingerMs ?? defaults.batch.lingerMs
+  }
+  const mailbox: MailboxOptions = {
+    capacity: options.mailbox?.capacity ?? defaults.mailbox.capacity,
+    overflow: options.mailbox?.overflow ?? (delivery === "must" ? "backpressure" : "dropNewest")
+  }
+  const concurrency = options.concurrency ?? defaults.concurrency
+  const timeoutMs = options.timeoutMs ?? defaults.timeoutMs
+  const priority = options.priority ?? defaults.priority
+  if (delivery !== "must" && delivery !== "droppable") fail(`delivery must be "must" or "droppable"`)
+  if (!isPositiveInt(batch.maxSize)) fail("batch.maxSize must be a positive integer")
+  if (!(batch.lingerMs >= 0 && Number.isFinite(batch.lingerMs))) fail("batch.lingerMs must be >= 0")
+  if (!isPositiveInt(mailbox.capacity)) fail("mailbox.capacity must be a positive integer")
+  if (mailbox.overflow !== "backpressure" && mailbox.overflow !== "dropNewest" && mailbox.overflow !== "dropOldest") {
+    fail(`mailbox.overflow must be "backpressure", "dropNewest" or "dropOldest"`)
+  }
+  if (delivery === "must" && mailbox.overflow !== "backpressure") {
+    fail(`a must type is never dropped: its mailbox overflow must be "backpressure", not "${mailbox.overflow}"`)
+  }
+  if (!isPositiveInt(concurrency)) fail("concurrency must be a positive integer")
+  if (!(timeoutMs > 0)) fail("timeoutMs must be > 0")
+  if (!Number.isFinite(priority)) fail("priority must be a finite number")
+  return {
+    [TypeId]: TypeId,
+    name,
+    version,
+    key,
+    schema,
+    delivery,
+    batch,
+    priority,
+    mailbox,
+    concurrency,
+    retry: options.retry ?? defaults.retry,
+    timeoutMs
+  }
+}
+
+const isPositiveInt = (n: number) => Number.isSafeInteger(n) && n > 0
+
+/**
+ * @category guards
+ */
+export const isEventType = (u: unknown): u is Any => typeof u === "object" && u !== null && TypeId in u
+
+/**
+ * Splits a key `name@version` into its parts; `undefined` when it is not a key.
+ *
+ * @category getters
+ */
+export const parseKey = (key: string): { readonly name: string; readonly version: number } | undefined => {
+  const at = key.lastIndexOf("@")
+  if (at <= 0) return undefined
+  const version = Number(key.slice(at + 1))
+  if (!Number.isSafeInteger(version) || version < 1) return undefined
+  return { name: key.slice(0, at), version }
+}

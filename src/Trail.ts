@@ -1,0 +1,545 @@
+/**
+ * The event trail: record events anywhere, process them in the background.
+ *
+ * A trail has one actor per registered event type. `logUnsafe` (and the Promise
+ * facade's `log`) is the hot path: synchronous, O(1), it never runs an Effect and
+ * never blocks — it puts the event in its type's bounded mailbox and returns what
+ * happened. The Effect API `log` waits for room instead when a `backpressure`
+ * mailbox is full. Each type's actor hands batches to the type's processing
+ * function, by priority, with retries; `must` events that cannot be processed become
+ * dead letters, `droppable` ones are counted as dropped.
+ *
+ * For every type, at every moment:
+ * `accepted = processed + queued + inFlight + dropped + deadLettered`.
+ * `flush` waits for exactly the events accepted before it. Shutdown (closing the
+ * layer's scope, `shutdown`, or the facade's `dispose`) refuses new events, delivers
+ * every `must` event within `shutdownTimeoutMs` (dead-lettering what is left after
+ * it), and gives `droppable` events `droppableBudgetMs`.
+ *
+ * @since 0.1.0
+ */
+import * as os from "node:os"
+import { type Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Metric, Scope } from "effect"
+import * as Actor from "./Actor.ts"
+import { Batch } from "./Batch.ts"
+import { IdGenerator, Origin } from "./Envelope.ts"
+import { DuplicateEventType, TrailClosed } from "./Errors.ts"
+import type * as EventType from "./EventType.ts"
+import { SampledClock } from "./internal/clock.ts"
+import { Dispatcher } from "./internal/dispatcher.ts"
+import { type Counts, Mailbox, type OfferResult } from "./Mailbox.ts"
+import * as Metrics from "./Metrics.ts"
+
+/**
+ * Processes one batch. A failure or defect is retried on the type's schedule.
+ *
+ * @category models
+ */
+// biome-ignore lint/suspicious/noExplicitAny: a processor may serve types of any data
+export type Processor<A = any> = (batch: Batch<A>) => Effect.Effect<void, unknown>
+
+/**
+ * An event type with its own processing function.
+ *
+ * @category models
+ */
+export interface Route {
+  readonly type: EventType.Any
+  readonly process: Processor
+}
+
+/**
+ * Pairs an event type with its processing function.
+ *
+ * @category constructors
+ */
+export const route = <A, I>(type: EventType.EventType<A, I>, process: Processor<A>): Route => ({
+  type,
+  process: process as Processor
+})
+
+/**
+ * A batch of `must` events that could not be delivered, with why.
+ *
+ * @category models
+ */
+export interface DeadLetter {
+  /** Type key, `name@version`. */
+  readonly type: string
+  /** The events, column by column; `batch.events` gives envelopes. */
+  readonly batch: Batch
+  readonly cause: Cause.Cause<unknown>
+  readonly reason: Actor.DeadLetterReason
+  /** When it was written, in milliseconds since the epoch. */
+  readonly at: number
+}
+
+/**
+ * @category models
+ */
+export interface LogOptions {
+  /** Id of the parent event. */
+  readonly parent?: string
+}
+
+/**
+ * Counters of one type.
+ *
+ * @category models
+ */
+export interface TypeStats extends Counts {
+  readonly type: string
+  readonly delivery: EventType.Delivery
+}
+
+/**
+ * Counters of every type, and their sum.
+ *
+ * @category models
+ */
+export interface Stats {
+  readonly types: Readonly<Record<string, TypeStats>>
+  readonly totals: Counts
+  readonly deadLetters: number
+  readonly closed: boolean
+}
+
+/**
+ * Options of a trail. Every field has a default.
+ *
+ * @category models
+ */
+export interface Options {
+  /** Who records the events (a harness id). Default `<hostname>/<pid>`. */
+  readonly source?: string
+  /** Types to register at start; a type can also be registered later, or on first log. */
+  readonly types?: ReadonlyArray<EventType.Any | Route>
+  /** Processing function of the types registered without one. Default: one that does nothing. */
+  readonly process?: Processor
+  /** Batches processed at once across all types; waiting types are served by priority. Default `4`. */
+  readonly concurrency?: number
+  /** Overall shutdown deadline; `must` events left after it are dead-lettered. Default `10_000`. */
+  readonly shutdownTimeoutMs?: number
+  /** Time `droppable` events get at shutdown before the rest is dropped. Default `100`. */
+  readonly droppableBudgetMs?: number
+  /**
+   * At high call rates the clock is read at most every `clockSampling` calls within
+   * one millisecond and one synchronous run (`1`: read it on every call). Default `32`.
+   */
+  readonly clockSampling?: number
+  /** Called for every dead letter as it is written (e.g. to persist it). */
+  readonly onDeadLetter?: (deadLetter: DeadLetter) => void
+}
+
+/**
+ * The defaults of {@link Options}.
+ *
+ * @category constructors
+ */
+export const defaults = {
+  concurrency: 4,
+  shutdownTimeoutMs: 10_000,
+  droppableBudgetMs: 100,
+  clockSampling: 32
+} as const
+
+/**
+ * The trail service.
+ *
+ * @category models
+ */
+export interface Service {
+  readonly source: string
+  /**
+   * Registers a type with its processing function (default: the trail's). Registering
+   * the same type again is a no-op; a different schema under the same key fails.
+   */
+  readonly register: <A, I>(
+    type: EventType.EventType<A, I>,
+    process?: Processor<A>
+  ) => Effect.Effect<void, DuplicateEventType>
+  /**
+   * Records an event; waits for room when a `backpressure` mailbox is full. Succeeds
+   * with `"accepted"`, or `"dropped"` when a droppable type's policy dropped it.
+   */
+  readonly log: <A, I>(
+    type: EventType.EventType<A, I>,
+    data: A,
+    options?: LogOptions
+  ) => Effect.Effect<"accepted" | "dropped", TrailClosed>
+  /**
+   * Records an event synchronously; never blocks, never throws for a full mailbox:
+   * the result says what happened (`"full"` and `"closed"` are refusals, counted).
+   * Throws {@link DuplicateEventType} if the type is new and its key is taken.
+   */
+  readonly logUnsafe: <A, I>(type: EventType.EventType<A, I>, data: A, options?: LogOptions) => OfferResult
+  /** Waits until every event accepted before the call has reached a terminal state. */
+  readonly flush: Effect.Effect<void>
+  readonly stats: Effect.Effect<Stats>
+  readonly statsUnsafe: () => Stats
+  readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>>
+  /** Shuts the trail down (idempotent); returns the final counters. */
+  readonly shutdown: Effect.Effect<Stats>
+}
+
+/**
+ * The trail, as a service.
+ *
+ * @category services
+ */
+export class Trail extends Context.Service<Trail, Service>()("cairn/Trail") {}
+
+interface Lane {
+  readonly type: EventType.Any
+  readonly mailbox: Mailbox<unknown>
+  readonly key: string
+  readonly metrics: LaneMetrics
+}
+
+interface LaneMetrics {
+  reportedAccepted: number
+  reportedProcessed: number
+  reportedOverflow: number
+  reportedShutdown: number
+  reportedFailed: number
+  reportedDead: number
+  reportedFull: number
+  reportedClosed: number
+  readonly accepted: Metric.Metric<number, unknown>
+  readonly processed: Metric.Metric<number, unknown>
+  readonly droppedOverflow: Metric.Metric<number, unknown>
+  readonly droppedShutdown: Metric.Metric<number, unknown>
+  readonly droppedFailed: Metric.Metric<number, unknown>
+  readonly deadLettered: Metric.Metric<number, unknown>
+  readonly refusedFull: Metric.Metric<number, unknown>
+  readonly refusedClosed: Metric.Metric<number, unknown>
+  readonly depth: Metric.Metric<number, unknown>
+  readonly inFlight: Metric.Metric<number, unknown>
+  readonly batchSize: Metric.Metric<number, unknown>
+  readonly latency: Metric.Metric<number, unknown>
+}
+
+const laneMetrics = (key: string): LaneMetrics => {
+  const type = { type: key }
+  const reason = (r: string) => ({ type: key, reason: r })
+  return {
+    reportedAccepted: 0,
+    reportedProcessed: 0,
+    reportedOverflow: 0,
+    reportedShutdown: 0,
+    reportedFailed: 0,
+    reportedDead: 0,
+    reportedFull: 0,
+    reportedClosed: 0,
+    accepted: Metric.withAttributes(Metrics.accepted, type),
+    processed: Metric.withAttributes(Metrics.processed, type),
+    droppedOverflow: Metric.withAttributes(Metrics.dropped, reason("overflow")),
+    droppedShutdown: Metric.withAttributes(Metrics.dropped, reason("shutdown")),
+    droppedFailed: Metric.withAttributes(Metrics.dropped, reason("failed")),
+    deadLettered: Metric.withAttributes(Metrics.deadLettered, type),
+    refusedFull: Metric.withAttributes(Metrics.refused, reason("full")),
+    refusedClosed: Metric.withAttributes(Metrics.refused, reason("closed")),
+    depth: Metric.withAttributes(Metrics.depth, type),
+    inFlight: Metric.withAttributes(Metrics.inFlight, type),
+    batchSize: Metric.withAttributes(Metrics.batchSize, type),
+    latency: Metric.withAttributes(Metrics.processingLatency, type)
+  }
+}
+
+const zeroCounts = (): {
+  accepted: number
+  processed: number
+  queued: number
+  inFlight: number
+  dropped: { overflow: number; shutdown: number; failed: number }
+  deadLettered: number
+  refused: { full: number; closed: number }
+} => ({
+  accepted: 0,
+  processed: 0,
+  queued: 0,
+  inFlight: 0,
+  dropped: { overflow: 0, shutdown: 0, failed: 0 },
+  deadLettered: 0,
+  refused: { full: 0, closed: 0 }
+})
+
+const noop: Processor = () => Effect.void
+
+/**
+ * Builds a trail in the current scope; closing the scope shuts it down gracefully.
+ *
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEventType, Scope.Scope> =>
+  Effect.gen(function* () {
+    const source = options.source ?? `${os.hostname()}/${process.pid}`
+    const defaultProcess = options.process ?? noop
+    const concurrency = options.concurrency ?? defaults.concurrency
+    const shutdownTimeoutMs = options.shutdownTimeoutMs ?? defaults.shutdownTimeoutMs
+    const droppableBudgetMs = options.droppableBudgetMs ?? defaults.droppableBudgetMs
+    const clockService = yield* Clock.Clock
+    const clock = new SampledClock(
+      () => clockService.currentTimeMillisUnsafe(),
+      options.clockSampling ?? defaults.clockSampling
+    )
+    const dispatcher = new Dispatcher(concurrency)
+    const scope = yield* Scope.Scope
+    const context = yield* Effect.context<never>()
+    const runSync = Effect.runSyncWith(context)
+    const lanes = new Map<EventType.Any, Lane>()
+    const byKey = new Map<string, Lane>()
+    const deadLetters: Array<DeadLetter> = []
+    let closed = false
+    let lastType: EventType.Any | undefined
+    let lastLane: Lane | undefined
+
+    const syncMetrics = (lane: Lane): void => {
+      const mb = lane.mailbox
+      const m = lane.metrics
+      const add = (metric: Metric.Metric<number, unknown>, now: number, reported: number): number => {
+        if (now !== reported) metric.updateUnsafe(now - reported, context)
+        return now
+      }
+      m.reportedAccepted = add(m.accepted, mb.accepted, m.reportedAccepted)
+      m.reportedProcessed = add(m.processed, mb.processed, m.reportedProcessed)
+      m.reportedOverflow = add(m.droppedOverflow, mb.droppedOverflow, m.reportedOverflow)
+      m.reportedShutdown = add(m.droppedShutdown, mb.droppedShutdown, m.reportedShutdown)
+      m.reportedFailed = add(m.droppedFailed, mb.droppedFailed, m.reportedFailed)
+      m.reportedDead = add(m.deadLettered, mb.deadLettered, m.reportedDead)
+      m.reportedFull = add(m.refusedFull, mb.refusedFull, m.reportedFull)
+      m.reportedClosed = add(m.refusedClosed, mb.refusedClosed, m.reportedClosed)
+      m.depth.updateUnsafe(mb.size, context)
+      m.inFlight.updateUnsafe(mb.inFlight, context)
+    }
+    const syncAllMetrics = (): void => {
+      for (const lane of byKey.values()) syncMetrics(lane)
+    }
+
+    const addLane = (type: EventType.Any, process: Processor): Effect.Effect<Lane, DuplicateEventType> =>
+      Effect.suspend(() => {
+        const existing = lanes.get(type) ?? byKey.get(type.key)
+        if (existing !== undefined) {
+          return existing.type === type || existing.type.schema === type.schema
+            ? Effect.succeed(existing)
+            : Effect.fail(new DuplicateEventType({ key: type.key }))
+        }
+        const origin = new Origin(type.key, source, new IdGenerator())
+        const mailbox = new Mailbox<unknown>(type.mailbox.capacity, type.mailbox.overflow)
+        if (closed) mailbox.close()
+        const lane: Lane = { type, mailbox, key: type.key, metrics: laneMetrics(type.key) }
+        lanes.set(type, lane)
+        byKey.set(type.key, lane)
+        return Actor.make<unknown, Batch>({
+          name: type.key,
+          mailbox,
+          prepare: (taken) => new Batch(type, origin, taken.items, taken.stamps, taken.extras, taken.segment.start),
+          behaviour: process,
+          delivery: type.delivery,
+          batch: type.batch,
+          priority: type.priority,
+          concurrency: type.concurrency,
+          retry: type.retry,
+          timeoutMs: type.timeoutMs,
+          dispatcher,
+          onDeadLetter: (batch, cause, reason) => {
+            const deadLetter: DeadLetter = {
+              type: type.key,
+              batch,
+              cause,
+              reason,
+              at: clockService.currentTimeMillisUnsafe()
+            }
+            deadLetters.push(deadLetter)
+            options.onDeadLetter?.(deadLetter)
+          },
+          onBatch: (size, durationMs) => {
+            lane.metrics.batchSize.updateUnsafe(size, context)
+            lane.metrics.latency.updateUnsafe(durationMs, context)
+            syncMetrics(lane)
+          }
+        }).pipe(
+          Scope.provide(scope),
+          Effect.tap((actor) => Effect.sync(() => actors.set(lane, actor))),
+          Effect.as(lane)
+        )
+      })
+    const actors = new Map<Lane, Actor.Actor<unknown>>()
+
+    const laneOf = (type: EventType.Any): Lane => {
+      if (type === lastType) return lastLane!
+      let lane = lanes.get(type)
+      if (lane === undefined) lane = runSync(Effect.orDie(addLane(type, defaultProcess)))
+      lastType = type
+      lastLane = lane
+      return lane
+    }
+
+    for (const entry of options.types ?? []) {
+      if ("process" in entry && "type" in entry && !("key" in entry)) yield* addLane(entry.type, entry.process)
+      else yield* addLane(entry as EventType.Any, defaultProcess)
+    }
+
+    const logUnsafe = <A, I>(type: EventType.EventType<A, I>, data: A, logOptions?: LogOptions): OfferResult => {
+      const mailbox = type === lastType ? lastLane!.mailbox : laneOf(type).mailbox
+      const result = mailbox.offer(data, clock.millis(), logOptions?.parent)
+      if (result === "full") mailbox.refuseFull()
+      return result
+    }
+
+    const offer = (
+      lane: Lane,
+      data: unknown,
+      at: number,
+      parent: string | undefined
+    ): Effect.Effect<"accepted" | "dropped", TrailClosed> => {
+      const result = lane.mailbox.offer(data, at, parent)
+      if (result === "accepted" || result === "dropped") return Effect.succeed(result)
+      if (result === "closed") return Effect.fail(new TrailClosed({ type: lane.key }))
+      return Effect.flatMap(lane.mailbox.awaitSpace(), () => offer(lane, data, at, parent))
+    }
+
+    const log = <A, I>(
+      type: EventType.EventType<A, I>,
+      data: A,
+      logOptions?: LogOptions
+    ): Effect.Effect<"accepted" | "dropped", TrailClosed> =>
+      Effect.suspend(() => offer(laneOf(type), data, clock.millis(), logOptions?.parent))
+
+    const flush: Effect.Effect<void> = Effect.suspend(() => {
+      const waits: Array<Effect.Effect<void>> = []
+      for (const lane of byKey.values()) {
+        const mark = lane.mailbox.watermark()
+        if (!lane.mailbox.isTerminal(mark)) waits.push(lane.mailbox.awaitTerminal(mark))
+      }
+      return Effect.all(waits, { concurrency: "unbounded", discard: true })
+    }).pipe(Effect.ensuring(Effect.sync(syncAllMetrics)))
+
+    const statsUnsafe = (): Stats => {
+      const types: Record<string, TypeStats> = {}
+      const totals = zeroCounts()
+      for (const lane of byKey.values()) {
+        const c = lane.mailbox.counts()
+        types[lane.key] = { type: lane.key, delivery: lane.type.delivery, ...c }
+        totals.accepted += c.accepted
+        totals.processed += c.processed
+        totals.queued += c.queued
+        totals.inFlight += c.inFlight
+        totals.dropped.overflow += c.dropped.overflow
+        totals.dropped.shutdown += c.dropped.shutdown
+        totals.dropped.failed += c.dropped.failed
+        totals.deadLettered += c.deadLettered
+        totals.refused.full += c.refused.full
+        totals.refused.closed += c.refused.closed
+      }
+      return { types, totals, deadLetters: deadLetters.length, closed }
+    }
+
+    const done = yield* Deferred.make<Stats>()
+    let shuttingDown = false
+    const shutdown: Effect.Effect<Stats> = Effect.suspend(() => {
+      if (shuttingDown) return Deferred.await(done)
+      shuttingDown = true
+      closed = true
+      for (const lane of byKey.values()) lane.mailbox.close()
+      return Effect.forEach(
+        [...actors],
+        ([lane, actor]) =>
+          actor.stop(
+            lane.type.delivery === "must" ? shutdownTimeoutMs : Math.min(droppableBudgetMs, shutdownTimeoutMs),
+            shutdownTimeoutMs
+          ),
+        { concurrency: "unbounded", discard: true }
+      ).pipe(
+        Effect.andThen(
+          Effect.sync(() => {
+            syncAllMetrics()
+            return statsUnsafe()
+          })
+        ),
+        Effect.tap((stats) => Deferred.succeed(done, stats)),
+        Effect.uninterruptible
+      )
+    })
+
+    yield* Effect.addFinalizer(() => shutdown)
+
+    return {
+      source,
+      register: (type, process) => Effect.asVoid(addLane(type, (process as Processor | undefined) ?? defaultProcess)),
+      log,
+      logUnsafe,
+      flush,
+      stats: Effect.sync(() => {
+        syncAllMetrics()
+        return statsUnsafe()
+      }),
+      statsUnsafe,
+      deadLetters: Effect.sync(() => deadLetters.slice()),
+      shutdown
+    } satisfies Service
+  })
+
+/**
+ * The trail as a layer; the layer's scope owns it, so releasing the layer shuts it down.
+ *
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Trail, DuplicateEventType> =>
+  Layer.effect(Trail, make(options))
+
+/**
+ * The Promise facade of a trail, for code that does not use Effect.
+ *
+ * @category models
+ */
+export interface Handle {
+  readonly source: string
+  /** Synchronous, never blocks; see {@link Service.logUnsafe}. */
+  log<A, I>(type: EventType.EventType<A, I>, data: A, options?: LogOptions): OfferResult
+  /** Resolves once the event is accepted (waiting for room); rejects with {@link TrailClosed}. */
+  send<A, I>(type: EventType.EventType<A, I>, data: A, options?: LogOptions): Promise<"accepted" | "dropped">
+  register<A, I>(type: EventType.EventType<A, I>, process?: Processor<A>): Promise<void>
+  flush(): Promise<void>
+  stats(): Stats
+  deadLetters(): ReadonlyArray<DeadLetter>
+  /** Shuts down (delivering `must` events) and releases everything; returns the final counters. */
+  dispose(): Promise<Stats>
+}
+
+/**
+ * Starts a trail for Promise-based code. Call `dispose()` at the end: it delivers the
+ * `must` events still queued.
+ *
+ * @example
+ * ```ts
+ * const trail = await Trail.start({ source: "job-42", process: (batch) => Effect.log(batch.events.length) })
+ * trail.log(StepFinished, { step: 1 })
+ * await trail.dispose()
+ * ```
+ *
+ * @category constructors
+ */
+export const start = async (options: Options = {}): Promise<Handle> => {
+  const runtime = ManagedRuntime.make(layer(options))
+  const trail = await runtime.runPromise(Effect.service(Trail))
+  let disposed = false
+  const run = <A, E>(effect: Effect.Effect<A, E>, type: EventType.Any): Promise<A> =>
+    disposed ? Promise.reject(new TrailClosed({ type: type.key })) : runtime.runPromise(effect)
+  return {
+    source: trail.source,
+    log: trail.logUnsafe,
+    send: (type, data, logOptions) => run(trail.log(type, data, logOptions), type),
+    register: (type, process) => run(trail.register(type, process), type),
+    flush: () => (disposed ? Promise.resolve() : runtime.runPromise(trail.flush)),
+    stats: () => trail.statsUnsafe(),
+    deadLetters: () => runtime.runSync(trail.deadLetters),
+    dispose: async () => {
+      if (disposed) return trail.statsUnsafe()
+      const stats = await runtime.runPromise(trail.shutdown)
+      disposed = true
+      await runtime.dispose()
+      return stats
+    }
+  }
+}

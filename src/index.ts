@@ -1,0 +1,13 @@
+/**
+ * Cairn: an Effect-native actor runtime for event trails and telemetry.
+ *
+ * @since 0.1.0
+ */
+export * as Actor from "./Actor.ts"
+export * as Batch from "./Batch.ts"
+export * as Envelope from "./Envelope.ts"
+export * as Errors from "./Errors.ts"
+export * as EventType from "./EventType.ts"
+export * as Mailbox from "./Mailbox.ts"
+export * as Metrics from "./Metrics.ts"
+export * as Trail from "./Trail.ts"

@@ -1,0 +1,579 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, Metric, Schedule, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import { Errors, EventType, Metrics, Trail } from "../src/index.ts"
+import type { Batch } from "../src/Batch.ts"
+
+const Step = Schema.Struct({ step: Schema.Number })
+
+/** Lets every ready fiber run (the actors are woken through the scheduler). */
+const settle = Effect.gen(function* () {
+  for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+})
+
+const invariant = (s: Trail.TypeStats) => {
+  const d = s.dropped.overflow + s.dropped.shutdown + s.dropped.failed
+  assert.strictEqual(
+    s.accepted,
+    s.processed + s.queued + s.inFlight + d + s.deadLettered,
+    `accounting broken for ${s.type}: ${JSON.stringify(s)}`
+  )
+}
+const checkAll = (trail: Trail.Service) => {
+  for (const s of Object.values(trail.statsUnsafe().types)) invariant(s)
+}
+
+const recorder = () => {
+  const seen: Array<{ key: string; data: ReadonlyArray<unknown> }> = []
+  const process: Trail.Processor = (batch: Batch) =>
+    Effect.sync(() => {
+      seen.push({ key: batch.key, data: batch.data })
+    })
+  return { seen, process }
+}
+
+describe("Trail", () => {
+  it.effect("delivers batches in log order, with envelopes and ids", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.A", 1, Step, { batch: { maxSize: 3, lingerMs: 0 } })
+      const events: Array<{ id: string; type: string; source: string; data: unknown; parent: string | undefined }> = []
+      const trail = yield* Trail.make({
+        source: "h1",
+        process: (batch) =>
+          Effect.sync(() => {
+            for (const e of batch.events)
+              events.push({ id: e.id, type: e.type, source: e.source, data: e.data, parent: e.parent })
+          })
+      })
+      for (let i = 0; i < 7; i++) trail.logUnsafe(A, { step: i }, i === 3 ? { parent: "P" } : undefined)
+      yield* trail.flush
+      assert.deepStrictEqual(
+        events.map((e) => e.data),
+        [0, 1, 2, 3, 4, 5, 6].map((step) => ({ step }))
+      )
+      assert.strictEqual(events[0]!.type, "test.A@1")
+      assert.strictEqual(events[0]!.source, "h1")
+      assert.strictEqual(events[3]!.parent, "P")
+      assert.strictEqual(events[2]!.parent, undefined)
+      assert.strictEqual(new Set(events.map((e) => e.id)).size, 7)
+      const sorted = events
+        .map((e) => e.id)
+        .slice()
+        .sort()
+      assert.deepStrictEqual(
+        sorted,
+        events.map((e) => e.id)
+      )
+      const s = trail.statsUnsafe().types["test.A@1"]!
+      assert.strictEqual(s.accepted, 7)
+      assert.strictEqual(s.processed, 7)
+      invariant(s)
+    })
+  )
+
+  it.effect("size fills a batch before linger; linger sends a partial batch", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Linger", 1, Step, { batch: { maxSize: 4, lingerMs: 100 } })
+      const { seen, process } = recorder()
+      const trail = yield* Trail.make({ types: [Trail.route(A, process)] })
+      for (let i = 0; i < 4; i++) trail.logUnsafe(A, { step: i })
+      yield* settle
+      assert.strictEqual(seen.length, 1, "a full batch goes without waiting for linger")
+      assert.strictEqual(seen[0]!.data.length, 4)
+      trail.logUnsafe(A, { step: 4 })
+      trail.logUnsafe(A, { step: 5 })
+      yield* settle
+      assert.strictEqual(seen.length, 1, "a partial batch waits for linger")
+      yield* TestClock.adjust(99)
+      yield* settle
+      assert.strictEqual(seen.length, 1)
+      yield* TestClock.adjust(1)
+      yield* settle
+      assert.strictEqual(seen.length, 2)
+      assert.deepStrictEqual(seen[1]!.data, [{ step: 4 }, { step: 5 }])
+    })
+  )
+
+  it.effect("lingerMs 0 sends at once", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Now", 1, Step, { batch: { maxSize: 100, lingerMs: 0 } })
+      const { seen, process } = recorder()
+      const trail = yield* Trail.make({ types: [Trail.route(A, process)] })
+      trail.logUnsafe(A, { step: 1 })
+      yield* settle
+      assert.strictEqual(seen.length, 1)
+    })
+  )
+
+  it.effect("log never runs the processor in the caller's stack", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Async", 1, Step, { batch: { maxSize: 1, lingerMs: 0 } })
+      const { seen, process } = recorder()
+      const trail = yield* Trail.make({ types: [Trail.route(A, process)] })
+      for (let i = 0; i < 10; i++) trail.logUnsafe(A, { step: i })
+      assert.strictEqual(seen.length, 0)
+      yield* trail.flush
+      assert.strictEqual(seen.length, 10)
+    })
+  )
+
+  it.effect("a full backpressure mailbox: the sync API refuses, the Effect API waits", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Full", 1, Step, {
+        mailbox: { capacity: 3, overflow: "backpressure" },
+        batch: { maxSize: 10, lingerMs: 0 }
+      })
+      let release = false
+      const trail = yield* Trail.make({
+        types: [
+          Trail.route(A, () => (release ? Effect.void : Effect.never.pipe(Effect.timeout(1_000_000), Effect.orDie)))
+        ]
+      })
+      // first event is taken and hangs in processing; then fill the mailbox
+      trail.logUnsafe(A, { step: 0 })
+      yield* settle
+      for (let i = 1; i <= 3; i++) assert.strictEqual(trail.logUnsafe(A, { step: i }), "accepted")
+      assert.strictEqual(trail.logUnsafe(A, { step: 4 }), "full")
+      const s = trail.statsUnsafe().types["test.Full@1"]!
+      assert.strictEqual(s.refused.full, 1)
+      assert.strictEqual(s.accepted, 4)
+      invariant(s)
+      const waiting = yield* Effect.forkChild(trail.log(A, { step: 5 }))
+      yield* settle
+      assert.isUndefined(waiting.pollUnsafe(), "the Effect log suspends while full")
+      release = true
+      yield* TestClock.adjust(1_000_000) // the hanging attempt times out; the retry succeeds
+      yield* TestClock.adjust(1_000)
+      yield* settle
+      const result = yield* Fiber.join(waiting)
+      assert.strictEqual(result, "accepted")
+      yield* TestClock.adjust(60_000)
+      yield* trail.flush
+      const after = trail.statsUnsafe().types["test.Full@1"]!
+      assert.strictEqual(after.accepted, 5)
+      assert.strictEqual(after.processed, 5)
+      assert.strictEqual(after.refused.full, 1)
+      invariant(after)
+    })
+  )
+
+  it.effect("droppable dropNewest and dropOldest drop and count", () =>
+    Effect.gen(function* () {
+      const New = EventType.make("test.DropNew", 1, Step, {
+        delivery: "droppable",
+        mailbox: { capacity: 2, overflow: "dropNewest" },
+        batch: { maxSize: 10, lingerMs: 50 }
+      })
+      const Old = EventType.make("test.DropOld", 1, Step, {
+        delivery: "droppable",
+        mailbox: { capacity: 2, overflow: "dropOldest" },
+        batch: { maxSize: 10, lingerMs: 50 }
+      })
+      const { seen, process } = recorder()
+      const trail = yield* Trail.make({ process })
+      const results = [0, 1, 2, 3].map((step) => trail.logUnsafe(New, { step }))
+      assert.deepStrictEqual(results, ["accepted", "accepted", "dropped", "dropped"])
+      const oldResults = [0, 1, 2, 3].map((step) => trail.logUnsafe(Old, { step }))
+      assert.deepStrictEqual(oldResults, ["accepted", "accepted", "accepted", "accepted"])
+      checkAll(trail)
+      yield* TestClock.adjust(50)
+      yield* trail.flush
+      const byKey = new Map(seen.map((b) => [b.key, b.data]))
+      assert.deepStrictEqual(byKey.get("test.DropNew@1"), [{ step: 0 }, { step: 1 }])
+      assert.deepStrictEqual(byKey.get("test.DropOld@1"), [{ step: 2 }, { step: 3 }])
+      const stats = trail.statsUnsafe().types
+      assert.strictEqual(stats["test.DropNew@1"]!.dropped.overflow, 2)
+      assert.strictEqual(stats["test.DropOld@1"]!.dropped.overflow, 2)
+      assert.strictEqual(stats["test.DropOld@1"]!.accepted, 4)
+      checkAll(trail)
+    })
+  )
+
+  it.effect("a failing processor is retried on the type's schedule, then must events are dead-lettered", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Fail", 1, Step, {
+        batch: { maxSize: 10, lingerMs: 0 },
+        retry: Schedule.spaced(1_000).pipe(Schedule.upTo({ times: 3 }))
+      })
+      let attempts = 0
+      const trail = yield* Trail.make({
+        types: [Trail.route(A, () => Effect.suspend(() => (attempts++, Effect.fail("boom" as const))))]
+      })
+      trail.logUnsafe(A, { step: 1 })
+      trail.logUnsafe(A, { step: 2 })
+      yield* settle
+      assert.strictEqual(attempts, 1)
+      yield* TestClock.adjust(1_000)
+      yield* settle
+      assert.strictEqual(attempts, 2)
+      assert.strictEqual(trail.statsUnsafe().types["test.Fail@1"]!.inFlight, 2)
+      yield* TestClock.adjust(2_000)
+      yield* settle
+      assert.strictEqual(attempts, 4, "one attempt and three retries")
+      const s = trail.statsUnsafe().types["test.Fail@1"]!
+      assert.strictEqual(s.deadLettered, 2)
+      assert.strictEqual(s.processed, 0)
+      invariant(s)
+      const letters = yield* trail.deadLetters
+      assert.strictEqual(letters.length, 1)
+      assert.strictEqual(letters[0]!.type, "test.Fail@1")
+      assert.strictEqual(letters[0]!.reason, "retriesExhausted")
+      assert.deepStrictEqual(letters[0]!.batch.data, [{ step: 1 }, { step: 2 }])
+      assert.deepStrictEqual(Cause.squash(letters[0]!.cause), "boom")
+    })
+  )
+
+  it.effect("defects and throws are retried like failures and kept as the cause", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Die", 1, Step, {
+        batch: { maxSize: 10, lingerMs: 0 },
+        retry: Schedule.recurs(1)
+      })
+      let calls = 0
+      const trail = yield* Trail.make({
+        types: [
+          Trail.route(A, () => {
+            calls++
+            if (calls === 1) throw new Error("thrown")
+            return Effect.die(new Error("died"))
+          })
+        ]
+      })
+      trail.logUnsafe(A, { step: 1 })
+      yield* trail.flush
+      assert.strictEqual(calls, 2)
+      const [letter] = yield* trail.deadLetters
+      const error = Cause.squash(letter!.cause)
+      assert.instanceOf(error, Errors.ProcessingDefect)
+      assert.strictEqual((error as Errors.ProcessingDefect).message, "processing a batch of test.Die@1 died: died")
+      // the actor survived: a later event is processed normally
+      calls = 100
+      const B = EventType.make("test.Die", 1, Step)
+      assert.strictEqual(B.key, A.key)
+      checkAll(trail)
+    })
+  )
+
+  it.effect("a hanging processor times out per attempt and the actor goes on", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Hang", 1, Step, {
+        batch: { maxSize: 1, lingerMs: 0 },
+        timeoutMs: 500,
+        retry: Schedule.recurs(1)
+      })
+      const done: Array<number> = []
+      const trail = yield* Trail.make({
+        types: [
+          Trail.route(A, (batch) => {
+            const step = (batch.data[0] as { step: number }).step
+            return step === 0 ? Effect.never : Effect.sync(() => done.push(step))
+          })
+        ]
+      })
+      trail.logUnsafe(A, { step: 0 })
+      trail.logUnsafe(A, { step: 1 })
+      yield* settle
+      yield* TestClock.adjust(500)
+      yield* settle
+      yield* TestClock.adjust(500)
+      yield* trail.flush
+      assert.deepStrictEqual(done, [1])
+      const [letter] = yield* trail.deadLetters
+      assert.instanceOf(Cause.squash(letter!.cause), Errors.ProcessingTimeout)
+      const s = trail.statsUnsafe().types["test.Hang@1"]!
+      assert.strictEqual(s.processed, 1)
+      assert.strictEqual(s.deadLettered, 1)
+      invariant(s)
+    })
+  )
+
+  it.effect("droppable events whose retries are exhausted are counted as dropped (failed)", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.DropFail", 1, Step, {
+        delivery: "droppable",
+        batch: { maxSize: 10, lingerMs: 0 },
+        retry: Schedule.recurs(0)
+      })
+      const trail = yield* Trail.make({ types: [Trail.route(A, () => Effect.fail("no"))] })
+      trail.logUnsafe(A, { step: 1 })
+      yield* trail.flush
+      const s = trail.statsUnsafe().types["test.DropFail@1"]!
+      assert.strictEqual(s.dropped.failed, 1)
+      assert.strictEqual((yield* trail.deadLetters).length, 0)
+      invariant(s)
+    })
+  )
+
+  it.effect("priority: a high-priority type is served before a low-priority flood", () =>
+    Effect.gen(function* () {
+      const Low = EventType.make("test.Low", 1, Step, { priority: 0, batch: { maxSize: 1, lingerMs: 0 } })
+      const High = EventType.make("test.High", 1, Step, { priority: 10, batch: { maxSize: 1, lingerMs: 0 } })
+      const order: Array<string> = []
+      const trail = yield* Trail.make({
+        concurrency: 1,
+        process: (batch) => Effect.sync(() => order.push(batch.type.name)).pipe(Effect.delay(10))
+      })
+      for (let i = 0; i < 50; i++) trail.logUnsafe(Low, { step: i })
+      yield* settle
+      trail.logUnsafe(High, { step: 0 })
+      yield* settle
+      for (let i = 0; i < 60; i++) {
+        yield* TestClock.adjust(10)
+        yield* settle
+      }
+      yield* trail.flush
+      assert.strictEqual(order.length, 51)
+      const highAt = order.indexOf("test.High")
+      assert.isTrue(highAt >= 0 && highAt <= 1, `high was served at position ${highAt}`)
+    })
+  )
+
+  it.effect("equal priorities share the slots: a flood does not starve its peer", () =>
+    Effect.gen(function* () {
+      const Flood = EventType.make("test.Flood", 1, Step, { batch: { maxSize: 1, lingerMs: 0 } })
+      const Peer = EventType.make("test.Peer", 1, Step, { batch: { maxSize: 1, lingerMs: 0 } })
+      const order: Array<string> = []
+      const trail = yield* Trail.make({
+        concurrency: 1,
+        process: (batch) => Effect.sync(() => order.push(batch.type.name)).pipe(Effect.delay(10))
+      })
+      for (let i = 0; i < 100; i++) trail.logUnsafe(Flood, { step: i })
+      yield* settle
+      for (let i = 0; i < 3; i++) trail.logUnsafe(Peer, { step: i })
+      for (let i = 0; i < 10; i++) {
+        yield* TestClock.adjust(10)
+        yield* settle
+      }
+      const peers = order.filter((n) => n === "test.Peer").length
+      assert.strictEqual(peers, 3, `peer batches after 10 slots: ${order.join(",")}`)
+    })
+  )
+
+  it.effect("flush waits for exactly the events accepted before it", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Flush", 1, Step, {
+        batch: { maxSize: 5, lingerMs: 0 },
+        mailbox: { capacity: 100_000, overflow: "backpressure" }
+      })
+      const processed: Array<number> = []
+      const trail = yield* Trail.make({
+        types: [
+          Trail.route(A, (batch) =>
+            Effect.sync(() => {
+              for (const d of batch.data) processed.push((d as { step: number }).step)
+            }).pipe(Effect.delay(10))
+          )
+        ]
+      })
+      for (let i = 0; i < 20; i++) trail.logUnsafe(A, { step: i })
+      const flusher = yield* Effect.forkChild(trail.flush)
+      yield* Effect.yieldNow // the flush starts: its watermark is the 20 events above
+      // keep logging while the flush is pending
+      for (let round = 0; round < 10; round++) {
+        for (let i = 0; i < 5; i++) trail.logUnsafe(A, { step: 1000 + round * 5 + i })
+        yield* TestClock.adjust(10)
+        yield* settle
+        const done = flusher.pollUnsafe() !== undefined
+        const firstTwenty = [...Array(20).keys()].every((s) => processed.includes(s))
+        assert.strictEqual(done, firstTwenty, `flush done=${done} but first twenty processed=${firstTwenty}`)
+        checkAll(trail)
+      }
+      assert.isDefined(flusher.pollUnsafe())
+      assert.isTrue(trail.statsUnsafe().types["test.Flush@1"]!.queued > 0, "later events are not waited for")
+      const shutdown = yield* Effect.forkChild(trail.shutdown)
+      for (let i = 0; i < 20; i++) yield* TestClock.adjust(10)
+      const stats = yield* Fiber.join(shutdown)
+      assert.strictEqual(stats.types["test.Flush@1"]!.processed, 70)
+    })
+  )
+
+  it.effect("shutdown delivers every must event and refuses later logs", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.ShutMust", 1, Step, { batch: { maxSize: 10, lingerMs: 1_000 } })
+      const { seen, process } = recorder()
+      const trail = yield* Trail.make({ types: [Trail.route(A, process)] })
+      for (let i = 0; i < 95; i++) trail.logUnsafe(A, { step: i })
+      const stats = yield* trail.shutdown
+      assert.strictEqual(seen.flatMap((b) => b.data).length, 95)
+      assert.strictEqual(stats.types["test.ShutMust@1"]!.processed, 95)
+      assert.strictEqual(trail.logUnsafe(A, { step: 999 }), "closed")
+      const exit = yield* Effect.exit(trail.log(A, { step: 999 }))
+      assert.isTrue(Exit.isFailure(exit))
+      const after = trail.statsUnsafe().types["test.ShutMust@1"]!
+      assert.strictEqual(after.refused.closed, 2)
+      assert.strictEqual(after.accepted, 95)
+      invariant(after)
+    })
+  )
+
+  it.effect("shutdown with a failing processor: must events are dead-lettered at the deadline, never lost", () =>
+    Effect.gen(function* () {
+      const Must = EventType.make("test.ShutFail", 1, Step, {
+        batch: { maxSize: 4, lingerMs: 0 },
+        retry: Schedule.spaced(100)
+      })
+      const Drop = EventType.make("test.ShutDrop", 1, Step, {
+        delivery: "droppable",
+        batch: { maxSize: 4, lingerMs: 0 },
+        retry: Schedule.spaced(100)
+      })
+      const trail = yield* Trail.make({
+        shutdownTimeoutMs: 1_000,
+        droppableBudgetMs: 50,
+        process: () => Effect.fail("down")
+      })
+      for (let i = 0; i < 10; i++) {
+        trail.logUnsafe(Must, { step: i })
+        trail.logUnsafe(Drop, { step: i })
+      }
+      yield* settle
+      const shutdown = yield* Effect.forkChild(trail.shutdown)
+      yield* settle
+      assert.strictEqual(trail.logUnsafe(Must, { step: 99 }), "closed")
+      yield* TestClock.adjust(50)
+      yield* settle
+      const mid = trail.statsUnsafe().types
+      assert.strictEqual(mid["test.ShutDrop@1"]!.dropped.shutdown, 10, "droppable gone after its budget")
+      assert.strictEqual(mid["test.ShutFail@1"]!.deadLettered, 0, "must still being retried")
+      yield* TestClock.adjust(1_000)
+      const stats = yield* Fiber.join(shutdown)
+      const must = stats.types["test.ShutFail@1"]!
+      assert.strictEqual(must.deadLettered, 10)
+      assert.strictEqual(must.queued + must.inFlight, 0)
+      invariant(must)
+      invariant(stats.types["test.ShutDrop@1"]!)
+      const letters = yield* trail.deadLetters
+      assert.strictEqual(
+        letters.reduce((n, l) => n + l.batch.size, 0),
+        10
+      )
+      for (const l of letters) {
+        assert.strictEqual(l.reason, "shutdown")
+        assert.instanceOf(Cause.squash(l.cause), Errors.ShutdownDeadline)
+      }
+    })
+  )
+
+  it.effect("closing the scope shuts down gracefully", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Scope", 1, Step, { batch: { maxSize: 100, lingerMs: 5_000 } })
+      const { seen, process } = recorder()
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const trail = yield* Trail.make({ types: [Trail.route(A, process)] })
+          for (let i = 0; i < 30; i++) trail.logUnsafe(A, { step: i })
+        })
+      )
+      assert.strictEqual(seen.flatMap((b) => b.data).length, 30)
+    })
+  )
+
+  it.effect("registration: versions coexist; a different schema under a key fails", () =>
+    Effect.gen(function* () {
+      const V1 = EventType.make("test.Reg", 1, Step)
+      const V2 = EventType.make("test.Reg", 2, Schema.Struct({ step: Schema.Number, note: Schema.String }))
+      const Other = EventType.make("test.Reg", 1, Schema.Struct({ other: Schema.String }))
+      const trail = yield* Trail.make({ types: [V1, V2] })
+      yield* trail.register(V1)
+      const V1Again = EventType.make("test.Reg", 1, Step)
+      yield* trail.register(V1Again)
+      const error = yield* Effect.flip(trail.register(Other))
+      assert.instanceOf(error, Errors.DuplicateEventType)
+      assert.strictEqual(
+        error.message,
+        "event type test.Reg@1 is already registered with a different schema; change the version to change the data"
+      )
+      assert.throws(() => trail.logUnsafe(Other, { other: "x" }))
+      trail.logUnsafe(V1, { step: 1 })
+      trail.logUnsafe(V2, { step: 1, note: "n" })
+      const flushed = yield* Effect.forkChild(trail.flush)
+      yield* TestClock.adjust(EventType.defaults.batch.lingerMs)
+      yield* Fiber.join(flushed)
+      assert.deepStrictEqual(Object.keys(trail.statsUnsafe().types).sort(), ["test.Reg@1", "test.Reg@2"])
+    })
+  )
+
+  it.effect("a type logged without registration is registered with the default processor", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Lazy", 1, Step, { batch: { maxSize: 10, lingerMs: 0 } })
+      const { seen, process } = recorder()
+      const trail = yield* Trail.make({ process })
+      assert.strictEqual(trail.logUnsafe(A, { step: 1 }), "accepted")
+      yield* trail.flush
+      assert.strictEqual(seen.length, 1)
+    })
+  )
+
+  it.effect("per-type concurrency processes several batches at once", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Conc", 1, Step, { batch: { maxSize: 1, lingerMs: 0 }, concurrency: 3 })
+      let active = 0
+      let peak = 0
+      const trail = yield* Trail.make({
+        concurrency: 10,
+        types: [
+          Trail.route(A, () =>
+            Effect.sync(() => {
+              active++
+              peak = Math.max(peak, active)
+            }).pipe(Effect.andThen(Effect.sleep(10)), Effect.ensuring(Effect.sync(() => active--)))
+          )
+        ]
+      })
+      for (let i = 0; i < 9; i++) trail.logUnsafe(A, { step: i })
+      yield* settle
+      assert.strictEqual(active, 3)
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust(10)
+        yield* settle
+      }
+      yield* trail.flush
+      assert.strictEqual(peak, 3)
+      assert.strictEqual(trail.statsUnsafe().types["test.Conc@1"]!.processed, 9)
+    })
+  )
+
+  it.effect("metrics follow the counters", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.Metric", 1, Step, {
+        delivery: "droppable",
+        mailbox: { capacity: 2, overflow: "dropNewest" },
+        batch: { maxSize: 10, lingerMs: 0 }
+      })
+      const trail = yield* Trail.make()
+      for (let i = 0; i < 5; i++) trail.logUnsafe(A, { step: i })
+      yield* trail.flush
+      yield* trail.stats
+      const attrs = { type: "test.Metric@1" }
+      const accepted = yield* Metric.value(Metric.withAttributes(Metrics.accepted, attrs))
+      const processed = yield* Metric.value(Metric.withAttributes(Metrics.processed, attrs))
+      const dropped = yield* Metric.value(Metric.withAttributes(Metrics.dropped, { ...attrs, reason: "overflow" }))
+      const sizes = yield* Metric.value(Metric.withAttributes(Metrics.batchSize, attrs))
+
+      assert.strictEqual(sizes.count, 1)
+      assert.strictEqual(sizes.max, 2)
+      assert.strictEqual(accepted.count, 5)
+      assert.strictEqual(processed.count, 2)
+      assert.strictEqual(dropped.count, 3)
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
+})
+
+describe("Trail.start (Promise facade)", () => {
+  it("logs, flushes and disposes", async () => {
+    const A = EventType.make("test.Facade", 1, Step, { batch: { maxSize: 100, lingerMs: 1 } })
+    let count = 0
+    const trail = await Trail.start({ source: "p", process: (b) => Effect.sync(() => (count += b.size)) })
+    for (let i = 0; i < 250; i++) assert.strictEqual(trail.log(A, { step: i }), "accepted")
+    assert.strictEqual(await trail.send(A, { step: 250 }), "accepted")
+    await trail.flush()
+    assert.strictEqual(count, 251)
+    const stats = await trail.dispose()
+    assert.strictEqual(stats.totals.processed, 251)
+    assert.strictEqual(trail.log(A, { step: 0 }), "closed")
+    await trail.send(A, { step: 0 }).then(
+      () => assert.fail("send after dispose must reject"),
+      (e) => assert.instanceOf(e, Errors.TrailClosed)
+    )
+  })
+})
