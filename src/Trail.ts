@@ -284,7 +284,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       options.clockSampling ?? defaults.clockSampling
     )
     const dispatcher = new Dispatcher(concurrency)
-    const scope = yield* Scope.Scope
+    // Actors live in a child scope created before the shutdown finalizer is added, so
+    // closing the trail's scope first shuts down gracefully, then releases the actors
+    // (including those registered later, on first log).
+    const scope = yield* Scope.fork(yield* Scope.Scope)
     const context = yield* Effect.context<never>()
     const runSync = Effect.runSyncWith(context)
     const lanes = new Map<EventType.Any, Lane>()

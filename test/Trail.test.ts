@@ -23,6 +23,17 @@ const checkAll = (trail: Trail.Service) => {
   for (const s of Object.values(trail.statsUnsafe().types)) invariant(s)
 }
 
+/** Shuts the trail down while moving the test clock, so pending delayed work can finish. */
+const shutdownAdvancing = (trail: Trail.Service, stepMs: number, steps: number) =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.forkChild(trail.shutdown)
+    for (let i = 0; i < steps && fiber.pollUnsafe() === undefined; i++) {
+      yield* TestClock.adjust(stepMs)
+      yield* settle
+    }
+    return yield* Fiber.join(fiber)
+  })
+
 const recorder = () => {
   const seen: Array<{ key: string; data: ReadonlyArray<unknown> }> = []
   const process: Trail.Processor = (batch: Batch) =>
@@ -346,6 +357,8 @@ describe("Trail", () => {
       }
       const peers = order.filter((n) => n === "test.Peer").length
       assert.strictEqual(peers, 3, `peer batches after 10 slots: ${order.join(",")}`)
+      const stats = yield* shutdownAdvancing(trail, 10, 200)
+      assert.strictEqual(stats.totals.processed, 103)
     })
   )
 
@@ -457,14 +470,18 @@ describe("Trail", () => {
   it.effect("closing the scope shuts down gracefully", () =>
     Effect.gen(function* () {
       const A = EventType.make("test.Scope", 1, Step, { batch: { maxSize: 100, lingerMs: 5_000 } })
+      const Later = EventType.make("test.ScopeLater", 1, Step, { batch: { maxSize: 100, lingerMs: 5_000 } })
       const { seen, process } = recorder()
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const trail = yield* Trail.make({ types: [Trail.route(A, process)] })
+          const trail = yield* Trail.make({ types: [Trail.route(A, process)], process })
           for (let i = 0; i < 30; i++) trail.logUnsafe(A, { step: i })
+          // registered on first log, after the trail was built
+          for (let i = 0; i < 7; i++) trail.logUnsafe(Later, { step: i })
         })
       )
-      assert.strictEqual(seen.flatMap((b) => b.data).length, 30)
+      assert.strictEqual(seen.filter((b) => b.key === "test.Scope@1").flatMap((b) => b.data).length, 30)
+      assert.strictEqual(seen.filter((b) => b.key === "test.ScopeLater@1").flatMap((b) => b.data).length, 7)
     })
   )
 

@@ -2,13 +2,14 @@
  * A clock that is cheap to read at very high call rates.
  *
  * Reading the wall clock costs 20–70 ns depending on the machine, several times the
- * rest of `log`. This clock re-reads the underlying clock on every call while calls
- * are sparse, and, while calls keep arriving within the same millisecond, re-reads it
- * only every `step` calls (doubling up to `maxStep`). A reading is never reused
- * across a turn of the event loop: the first call after any `await` or callback
- * reads the clock again. So a timestamp can only be shared by at most `maxStep`
- * consecutive calls of one synchronous run that came within one millisecond of each
- * other — after a millisecond boundary the step falls back to 1.
+ * rest of `log`. This clock reads the underlying clock on every call while calls are
+ * sparse. When two consecutive readings fall in the same millisecond, it starts
+ * reusing a reading for the next calls, doubling that step up to `maxStep`; as soon
+ * as a reading shows a new millisecond the step falls back to 1. A reading is never
+ * reused across a turn of the event loop: the first call after any `await` or
+ * callback reads the clock again. The cost: in one synchronous run that logs a fast
+ * burst and then keeps computing, up to `maxStep - 1` later calls can get the
+ * burst's time.
  */
 export class SampledClock {
   private now = 0
