@@ -26,7 +26,7 @@ const data = { step: 1, loss: 0.25, tag: "train" }
 
 const makeType = (i: number) =>
   EventType.make(`bench.Event${i}`, 1, Data, {
-    batch: { maxSize: 512, lingerMs: 1 },
+    batch: { maxSize: 512 },
     mailbox: { capacity: 1 << 20, overflow: "backpressure" }
   })
 const One = makeType(0)
@@ -159,7 +159,7 @@ const encode = async (): Promise<Case> => {
       type: batch.key,
       node: batch.idNode,
       seq: batch.firstSeq,
-      at: Array.from(batch.happenedAt),
+      at: batch.happenedAt,
       data: batch.data
     }).length
   }

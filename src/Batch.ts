@@ -20,7 +20,7 @@ export class Batch<A = unknown> {
   /** Data of each event, in the order logged. */
   readonly data: ReadonlyArray<A>
   /** `happenedAt` of each event, milliseconds since the epoch. */
-  readonly happenedAt: Float64Array
+  readonly happenedAt: ReadonlyArray<number>
   /** Parent id of each event, or `undefined` when no event of the batch has one. */
   readonly parents: ReadonlyArray<string | undefined> | undefined
   /** Sequence number of the first event; the i-th has `firstSeq + i`. */
@@ -32,7 +32,7 @@ export class Batch<A = unknown> {
     type: EventType.EventType<A, unknown>,
     origin: Origin,
     data: ReadonlyArray<A>,
-    happenedAt: Float64Array,
+    happenedAt: ReadonlyArray<number>,
     parents: ReadonlyArray<unknown> | undefined,
     firstSeq: number
   ) {

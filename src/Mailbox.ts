@@ -1,8 +1,8 @@
 /**
  * A bounded mailbox with exact accounting.
  *
- * A ring buffer that grows on demand up to its capacity, with three overflow
- * policies (`backpressure`, `dropNewest`, `dropOldest`), batch takes, and the
+ * A queue of chunks (a full chunk is one batch, handed out without copying) that
+ * grows on demand up to its capacity, with three overflow policies (`backpressure`, `dropNewest`, `dropOldest`), batch takes, and the
  * counters behind Cairn's accounting invariant:
  *
  * ```text
@@ -62,7 +62,7 @@ export interface Segment {
  */
 export interface Taken<A> {
   readonly items: Array<A>
-  readonly stamps: Float64Array
+  readonly stamps: Array<number>
   readonly extras: Array<unknown> | undefined
   readonly segment: Segment
 }
@@ -82,14 +82,34 @@ export interface Counts {
   readonly refused: { readonly full: number; readonly closed: number }
 }
 
-// Waiters are always resumed with `Effect.yieldNow`: Effect runs a resumed fiber's
-// continuation synchronously, and a waiter must never run inside `offer`, `take` or
-// `settle` (the caller's `log`, or the middle of an actor's bookkeeping).
+// Waiting fibers are always resumed with `Effect.yieldNow`: Effect runs a resumed
+// fiber's continuation synchronously, and a waiter must never run inside `offer`,
+// `take` or `settle` (the caller's `log`, or the middle of an actor's bookkeeping).
+// A `watch` listener is called synchronously and must only record and schedule.
 
 interface FlushWaiter {
   readonly watermark: number
   readonly resume: (effect: Effect.Effect<void>) => void
 }
+
+/** A run of queued items; a full chunk is handed out whole, without copying. */
+interface Chunk<A> {
+  items: Array<A | undefined>
+  stamps: Array<number>
+  extras: Array<unknown> | undefined
+  /** Index of the first queued item (evictions move it). */
+  start: number
+  /** Items written. */
+  len: number
+}
+
+const makeChunk = <A>(size: number): Chunk<A> => ({
+  items: new Array(size),
+  stamps: new Array<number>(size),
+  extras: undefined,
+  start: 0,
+  len: 0
+})
 
 /**
  * @category models
@@ -97,6 +117,8 @@ interface FlushWaiter {
 export class Mailbox<A> {
   readonly capacity: number
   readonly overflow: Overflow
+  /** Largest chunk: a take of this many items from a full chunk copies nothing. */
+  readonly chunkSize: number
 
   // counters (the accounting); `accepted` is derived: entered + dropped newest
   processed = 0
@@ -111,14 +133,15 @@ export class Mailbox<A> {
   /** No longer accepting offers. */
   closed = false
 
-  private buf: Array<A | undefined>
-  private stamps: Float64Array
-  private extras: Array<unknown> | undefined = undefined
-  private mask: number
-  private head = 0
+  /** Queued chunks from `chunkHead` on (a head index, so removing the head is O(1)). */
+  private chunks: Array<Chunk<A>> = []
+  private chunkHead = 0
+  private tail: Chunk<A>
+  /** Size of the next chunk: grows with use up to `chunkSize`. */
+  private nextChunk: number
   private count = 0
-  /** `count` below this takes the fast path: open, not full, no grow needed. */
-  private room: number
+  /** `capacity` while open, `0` once closed: one compare on the fast path. */
+  private limit: number
   private droppedNewest = 0
 
   /** Items that ever entered the queue; the index of the next one. */
@@ -130,19 +153,21 @@ export class Mailbox<A> {
   private readonly segments: Array<Segment> = []
   private flushWaiters: Array<FlushWaiter> = []
 
-  /** The single batch waiter (the owning actor) and the size that wakes it. */
+  /** The single watch (the owning actor): the size that triggers it, its listener and arming hook. */
   private wakeAt = Number.POSITIVE_INFINITY
-  private waker: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  private fullAt = Number.POSITIVE_INFINITY
+  private listener: (() => void) | undefined = undefined
+  private arm: (() => void) | undefined = undefined
   private spaceWaiters: Array<(effect: Effect.Effect<void>) => void> = []
 
-  constructor(capacity: number, overflow: Overflow) {
+  constructor(capacity: number, overflow: Overflow, chunkSize = 512) {
     this.capacity = capacity
     this.overflow = overflow
-    const initial = Math.min(16, nextPow2(capacity))
-    this.buf = new Array(initial)
-    this.stamps = new Float64Array(initial)
-    this.mask = initial - 1
-    this.room = Math.min(initial, capacity)
+    this.chunkSize = Math.max(1, Math.min(chunkSize, capacity))
+    this.nextChunk = Math.min(16, this.chunkSize)
+    this.limit = capacity
+    this.tail = makeChunk(this.nextChunk)
+    this.chunks.push(this.tail)
   }
 
   /** Events ever accepted. */
@@ -166,14 +191,14 @@ export class Mailbox<A> {
    * a `full` refusal (see {@link refuseFull}).
    */
   offer(item: A, stamp: number, extra?: unknown): OfferResult {
-    const count = this.count
-    if (count < this.room && extra === undefined) {
-      const i = (this.head + count) & this.mask
-      this.buf[i] = item
-      this.stamps[i] = stamp
-      this.count = count + 1
+    const tail = this.tail
+    const n = tail.len
+    if (n < tail.items.length && this.count < this.limit && extra === undefined) {
+      tail.items[n] = item
+      tail.stamps[n] = stamp
+      tail.len = n + 1
       this.entered++
-      if (count + 1 >= this.wakeAt) this.wake()
+      if (++this.count >= this.wakeAt) this.wake()
       return "accepted"
     }
     return this.offerSlow(item, stamp, extra)
@@ -193,18 +218,37 @@ export class Mailbox<A> {
       }
       this.evict(1)
     }
-    if (this.count === this.buf.length) this.grow()
-    const i = (this.head + this.count) & this.mask
-    this.buf[i] = item
-    this.stamps[i] = stamp
-    if (extra !== undefined || this.extras !== undefined) {
-      if (this.extras === undefined) this.extras = new Array(this.buf.length)
-      this.extras[i] = extra
+    let tail = this.tail
+    if (tail.len === tail.items.length) tail = this.growTail()
+    const n = tail.len
+    tail.items[n] = item
+    tail.stamps[n] = stamp
+    if (extra !== undefined) {
+      if (tail.extras === undefined) tail.extras = new Array(tail.items.length)
+      tail.extras[n] = extra
     }
-    this.count++
+    tail.len = n + 1
     this.entered++
-    if (this.count >= this.wakeAt) this.wake()
+    if (++this.count >= this.wakeAt) this.wake()
     return "accepted"
+  }
+
+  /** Makes room at the tail: grows a small tail chunk, or starts a new one. */
+  private growTail(): Chunk<A> {
+    const tail = this.tail
+    const size = tail.items.length
+    if (size < this.chunkSize && tail.start === 0 && this.chunks.length - this.chunkHead === 1) {
+      const bigger = Math.min(size * 2, this.chunkSize)
+      tail.items.length = bigger
+      tail.stamps.length = bigger
+      if (tail.extras !== undefined) tail.extras.length = bigger
+      this.nextChunk = Math.max(this.nextChunk, bigger)
+      return tail
+    }
+    const chunk = makeChunk<A>(this.chunkSize)
+    this.chunks.push(chunk)
+    this.tail = chunk
+    return chunk
   }
 
   /** Counts a refusal of a synchronous caller on a full `backpressure` mailbox. */
@@ -212,53 +256,102 @@ export class Mailbox<A> {
     this.refusedFull++
   }
 
-  /** Takes up to `max` items as one in-flight segment; `undefined` when empty. */
+  /**
+   * Takes up to `max` items as one in-flight segment; `undefined` when empty. A take
+   * that is exactly one whole chunk hands over its arrays without copying.
+   */
   take(max: number): Taken<A> | undefined {
     const n = Math.min(max, this.count)
     if (n === 0) return undefined
-    const items = new Array<A>(n)
-    const stamps = new Float64Array(n)
-    const buf = this.buf
-    const mask = this.mask
-    const head = this.head
-    let h = head
-    for (let i = 0; i < n; i++) {
-      items[i] = buf[h] as A
-      buf[h] = undefined
-      h = (h + 1) & mask
-    }
-    const firstRun = Math.min(n, buf.length - head)
-    stamps.set(this.stamps.subarray(head, head + firstRun), 0)
-    if (firstRun < n) stamps.set(this.stamps.subarray(0, n - firstRun), firstRun)
-    let extras: Array<unknown> | undefined
-    const extraBuf = this.extras
-    if (extraBuf !== undefined) {
-      let any = false
-      for (let i = 0, e = head; i < n; i++, e = (e + 1) & mask) {
-        const x = extraBuf[e]
-        if (x !== undefined) {
-          if (extras === undefined) extras = new Array(n)
-          extras[i] = x
-          extraBuf[e] = undefined
-          any = true
-        }
+    const head = this.chunks[this.chunkHead]!
+    let taken: { items: Array<A>; stamps: Array<number>; extras: Array<unknown> | undefined }
+    if (head.start === 0 && head.len === n) {
+      // zero copy: the whole head chunk
+      const items = head.items as Array<A>
+      if (items.length !== n) {
+        items.length = n
+        head.stamps.length = n
       }
-      if (!any) extras = undefined
+      taken = { items, stamps: head.stamps, extras: head.extras }
+      this.shiftChunk()
+      if (head === this.tail) {
+        // keep later chunks about the size the last batches had
+        this.nextChunk = Math.min(this.chunkSize, Math.max(16, n))
+        this.tail = makeChunk(this.nextChunk)
+        this.chunks.push(this.tail)
+      }
+    } else {
+      taken = this.copyOut(n)
     }
+    if (taken.extras !== undefined && !taken.extras.some((x) => x !== undefined)) taken.extras = undefined
     const start = this.left
-    this.head = h
     this.count -= n
     this.inFlight += n
     const segment: Segment = { start, end: start + n, done: false }
     this.left += n
     this.segments.push(segment)
     this.wakeSpace()
-    return { items, stamps, extras, segment }
+    return { items: taken.items, stamps: taken.stamps, extras: taken.extras, segment }
+  }
+
+  /** Copies `n` items out of the head chunks, removing the chunks it empties. */
+  private copyOut(n: number): { items: Array<A>; stamps: Array<number>; extras: Array<unknown> | undefined } {
+    const items = new Array<A>(n)
+    const stamps = new Array<number>(n)
+    let extras: Array<unknown> | undefined
+    let i = 0
+    while (i < n) {
+      const head = this.chunks[this.chunkHead]!
+      const k = Math.min(n - i, head.len - head.start)
+      for (let j = 0; j < k; j++) {
+        const at = head.start + j
+        items[i + j] = head.items[at] as A
+        stamps[i + j] = head.stamps[at]!
+        head.items[at] = undefined
+      }
+      if (head.extras !== undefined) {
+        for (let j = 0; j < k; j++) {
+          const x = head.extras[head.start + j]
+          if (x !== undefined) {
+            if (extras === undefined) extras = new Array(n)
+            extras[i + j] = x
+            head.extras[head.start + j] = undefined
+          }
+        }
+      }
+      head.start += k
+      i += k
+      if (head.start === head.len) this.dropHeadChunk(head)
+    }
+    return { items, stamps, extras }
+  }
+
+  /** Removes an emptied head chunk; an emptied tail is reset for reuse instead. */
+  private dropHeadChunk(head: Chunk<A>): void {
+    if (head === this.tail) {
+      head.start = 0
+      head.len = 0
+      head.extras = undefined
+    } else {
+      this.shiftChunk()
+    }
+  }
+
+  private shiftChunk(): void {
+    const chunks = this.chunks
+    chunks[this.chunkHead++] = undefined as unknown as Chunk<A>
+    if (this.chunkHead === chunks.length) {
+      chunks.length = 0
+      this.chunkHead = 0
+    } else if (this.chunkHead >= 64 && this.chunkHead * 2 >= chunks.length) {
+      this.chunks = chunks.slice(this.chunkHead)
+      this.chunkHead = 0
+    }
   }
 
   /**
-   * Settles an in-flight segment: `processed`, `deadLettered` and dropped-as-`failed`
-   * (or `shutdown`) must add up to its length.
+   * Settles an in-flight segment: all its items become `processed`, `deadLettered`
+   * or dropped (`failed`, `shutdown`, `overflow`).
    */
   settle(segment: Segment, outcome: "processed" | "deadLettered" | DropReason): void {
     if (segment.done) return
@@ -286,8 +379,8 @@ export class Mailbox<A> {
   }
 
   /**
-   * Removes every queued item, counting them as dropped (`shutdown`) or handing them
-   * back to be dead-lettered (then call {@link settle} with `deadLettered`).
+   * Takes every queued item as one in-flight segment (then {@link settle} it as
+   * dropped at `shutdown` or `deadLettered`).
    */
   drain(): Taken<A> | undefined {
     return this.take(this.count)
@@ -297,7 +390,7 @@ export class Mailbox<A> {
   close(): void {
     if (this.closed) return
     this.closed = true
-    this.room = 0
+    this.limit = 0
     this.wake()
     this.wakeSpace()
   }
@@ -306,15 +399,36 @@ export class Mailbox<A> {
   awaitSize(n: number): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
       if (this.count >= n || this.closed) return resume(Effect.void)
-      this.wakeAt = n
-      this.waker = resume
-      return Effect.sync(() => {
-        if (this.waker === resume) {
-          this.waker = undefined
-          this.wakeAt = Number.POSITIVE_INFINITY
-        }
-      })
+      const listener = () => resume(Effect.yieldNow)
+      this.watch(n, listener, undefined)
+      return Effect.sync(() => this.unwatch(listener))
     })
+  }
+
+  /**
+   * Calls `listener` once, synchronously, when `threshold` items are queued or the
+   * mailbox closes (replacing any earlier watch). With `arm`, `arm()` is called
+   * synchronously when the first item arrives before the threshold (at once if some
+   * are already queued): the owner starts a linger timer there. Nothing is called if
+   * the threshold is already reached: check `size` first.
+   */
+  watch(threshold: number, listener: () => void, arm: (() => void) | undefined): void {
+    this.listener = listener
+    this.fullAt = threshold
+    if (arm === undefined) {
+      this.wakeAt = threshold
+    } else if (this.count > 0) {
+      this.wakeAt = threshold
+      arm()
+    } else {
+      this.wakeAt = 1
+      this.arm = arm
+    }
+  }
+
+  /** Removes the watch, if `listener` is still the one set. */
+  unwatch(listener: () => void): void {
+    if (this.listener === listener) this.clearWatch()
   }
 
   /** Waits until there is room (or the mailbox is closed). */
@@ -367,12 +481,12 @@ export class Mailbox<A> {
 
   /** Drops `n` oldest queued items (overflow); they are terminal at once. */
   private evict(n: number): void {
-    const buf = this.buf
-    const extras = this.extras
     for (let i = 0; i < n; i++) {
-      buf[this.head] = undefined
-      if (extras !== undefined) extras[this.head] = undefined
-      this.head = (this.head + 1) & this.mask
+      const head = this.chunks[this.chunkHead]!
+      head.items[head.start] = undefined
+      if (head.extras !== undefined) head.extras[head.start] = undefined
+      head.start++
+      if (head.start === head.len) this.dropHeadChunk(head)
     }
     this.count -= n
     const last = this.segments[this.segments.length - 1]
@@ -398,13 +512,27 @@ export class Mailbox<A> {
     }
   }
 
+  /** The wake-up threshold was reached: arm a linger, or call the listener. */
   private wake(): void {
-    const waker = this.waker
-    if (waker !== undefined) {
-      this.waker = undefined
-      this.wakeAt = Number.POSITIVE_INFINITY
-      waker(Effect.yieldNow)
+    const arm = this.arm
+    if (arm !== undefined && !this.closed && this.count < this.fullAt) {
+      this.arm = undefined
+      this.wakeAt = this.fullAt
+      arm()
+      return
     }
+    const listener = this.listener
+    if (listener !== undefined) {
+      this.clearWatch()
+      listener()
+    }
+  }
+
+  private clearWatch(): void {
+    this.listener = undefined
+    this.arm = undefined
+    this.wakeAt = Number.POSITIVE_INFINITY
+    this.fullAt = Number.POSITIVE_INFINITY
   }
 
   private wakeSpace(): void {
@@ -413,34 +541,6 @@ export class Mailbox<A> {
     this.spaceWaiters = []
     for (const w of waiters) w(Effect.yieldNow)
   }
-
-  private grow(): void {
-    const old = this.buf
-    const oldStamps = this.stamps
-    const oldExtras = this.extras
-    const size = old.length * 2
-    const buf = new Array<A | undefined>(size)
-    const stamps = new Float64Array(size)
-    const extras = oldExtras === undefined ? undefined : new Array<unknown>(size)
-    for (let i = 0; i < this.count; i++) {
-      const j = (this.head + i) & this.mask
-      buf[i] = old[j]
-      stamps[i] = oldStamps[j]!
-      if (extras !== undefined) extras[i] = oldExtras![j]
-    }
-    this.buf = buf
-    this.stamps = stamps
-    this.extras = extras
-    this.mask = size - 1
-    this.head = 0
-    if (!this.closed) this.room = Math.min(size, this.capacity)
-  }
-}
-
-const nextPow2 = (n: number): number => {
-  let p = 1
-  while (p < n) p *= 2
-  return p
 }
 
 /**
@@ -448,4 +548,5 @@ const nextPow2 = (n: number): number => {
  *
  * @category constructors
  */
-export const make = <A>(capacity: number, overflow: Overflow): Mailbox<A> => new Mailbox(capacity, overflow)
+export const make = <A>(capacity: number, overflow: Overflow, chunkSize?: number): Mailbox<A> =>
+  new Mailbox(capacity, overflow, chunkSize)

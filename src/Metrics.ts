@@ -2,47 +2,176 @@
  * Every metric Cairn exports, in one place.
  *
  * Names are snake_case with the `cairn_` prefix; per-type series carry a `type`
- * attribute (`name@version`), drops and refusals a `reason`. The trail updates them
- * synchronously after every batch and on `flush`, `stats` and shutdown, so they
- * trail the exact counters of `Trail.stats` by at most one batch.
+ * attribute (`name@version`), drops and refusals a `reason`. A trail registers its
+ * series in the metric registry with read hooks over its own counters, so reading a
+ * metric gives the exact value of that moment and the hot path updates nothing but
+ * plain numbers.
  *
  * @since 0.1.0
  */
-import { Metric } from "effect"
+import { type Context, Metric } from "effect"
+import type { Mailbox } from "./Mailbox.ts"
+
+type Attributes = Readonly<Record<string, string>>
+
+function batchSizeBoundaries() {
+  return Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
+}
+function latencyBoundaries() {
+  return Metric.exponentialBoundaries({ start: 0.5, factor: 2, count: 18 })
+}
+
+const counter = (name: string, description: string) => (attributes?: Attributes) =>
+  Metric.counter(name, attributes === undefined ? { description } : { description, attributes })
+const gauge = (name: string, description: string) => (attributes?: Attributes) =>
+  Metric.gauge(name, attributes === undefined ? { description } : { description, attributes })
+const histogram = (name: string, description: string, boundaries: ReadonlyArray<number>) => (attributes?: Attributes) =>
+  Metric.histogram(
+    name,
+    attributes === undefined ? { description, boundaries } : { description, boundaries, attributes }
+  )
+
+/**
+ * Constructors of every series, given its attributes. A series built with its
+ * attributes (rather than `Metric.withAttributes`) caches its registry key, so
+ * updating it does not rebuild the key each time: the trail builds its series once
+ * per type with these.
+ *
+ * @category constructors
+ */
+export const series = {
+  accepted: counter("cairn_trail_events_accepted_total", "Events accepted by the trail, per type"),
+  processed: counter("cairn_trail_events_processed_total", "Events whose batch was processed successfully, per type"),
+  dropped: counter(
+    "cairn_trail_events_dropped_total",
+    "Events dropped, per type and reason (overflow, shutdown, failed)"
+  ),
+  deadLettered: counter("cairn_trail_events_dead_lettered_total", "Events written to the dead-letter record, per type"),
+  refused: counter(
+    "cairn_trail_events_refused_total",
+    "Events refused (never accepted), per type and reason (full, closed)"
+  ),
+  depth: gauge("cairn_trail_mailbox_depth", "Events queued, per type"),
+  inFlight: gauge("cairn_trail_events_in_flight", "Events taken for processing and not yet settled, per type"),
+  batchSize: histogram("cairn_trail_batch_size", "Events per settled batch, per type", batchSizeBoundaries()),
+  processingLatency: histogram(
+    "cairn_trail_processing_latency_ms",
+    "Milliseconds from taking a batch to settling it (retries included), per type",
+    latencyBoundaries()
+  )
+} as const
 
 /** @category metrics */
-export const accepted = Metric.counter("cairn_trail_events_accepted_total", {
-  description: "Events accepted by the trail, per type"
-})
+export const accepted = series.accepted()
 /** @category metrics */
-export const processed = Metric.counter("cairn_trail_events_processed_total", {
-  description: "Events whose batch was processed successfully, per type"
-})
+export const processed = series.processed()
 /** @category metrics */
-export const dropped = Metric.counter("cairn_trail_events_dropped_total", {
-  description: "Events dropped, per type and reason (overflow, shutdown, failed)"
-})
+export const dropped = series.dropped()
 /** @category metrics */
-export const deadLettered = Metric.counter("cairn_trail_events_dead_lettered_total", {
-  description: "Events written to the dead-letter record, per type"
-})
+export const deadLettered = series.deadLettered()
 /** @category metrics */
-export const refused = Metric.counter("cairn_trail_events_refused_total", {
-  description: "Events refused (never accepted), per type and reason (full, closed)"
-})
+export const refused = series.refused()
 /** @category metrics */
-export const depth = Metric.gauge("cairn_trail_mailbox_depth", { description: "Events queued, per type" })
+export const depth = series.depth()
 /** @category metrics */
-export const inFlight = Metric.gauge("cairn_trail_events_in_flight", {
-  description: "Events taken for processing and not yet settled, per type"
-})
+export const inFlight = series.inFlight()
 /** @category metrics */
-export const batchSize = Metric.histogram("cairn_trail_batch_size", {
-  description: "Events per processed batch, per type",
-  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
-})
+export const batchSize = series.batchSize()
 /** @category metrics */
-export const processingLatency = Metric.histogram("cairn_trail_processing_latency_ms", {
-  description: "Milliseconds from taking a batch to settling it (retries included), per type",
-  boundaries: Metric.exponentialBoundaries({ start: 0.5, factor: 2, count: 18 })
-})
+export const processingLatency = series.processingLatency()
+
+const noop = () => {}
+
+/** A histogram kept as plain numbers, read as a `HistogramState`. */
+class Histogram {
+  private readonly bounds: ReadonlyArray<number>
+  private readonly counts: Array<number>
+  private count = 0
+  private min = Number.POSITIVE_INFINITY
+  private max = Number.NEGATIVE_INFINITY
+  private sum = 0
+
+  constructor(bounds: ReadonlyArray<number>) {
+    this.bounds = bounds
+    this.counts = new Array(bounds.length + 1).fill(0)
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds
+    let i = 0
+    while (i < bounds.length && value > bounds[i]!) i++
+    this.counts[i]!++
+    this.count++
+    this.sum += value
+    if (value < this.min) this.min = value
+    if (value > this.max) this.max = value
+  }
+
+  state(): Metric.HistogramState {
+    const buckets: Array<[number, number]> = []
+    let cumulative = 0
+    for (let i = 0; i < this.bounds.length; i++) {
+      cumulative += this.counts[i]!
+      buckets.push([this.bounds[i]!, cumulative])
+    }
+    buckets.push([Number.POSITIVE_INFINITY, this.count])
+    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
+  }
+}
+
+const batchSizeBounds = batchSizeBoundaries()
+const latencyBounds = latencyBoundaries()
+
+/**
+ * The metrics of one event type of a trail.
+ *
+ * @category models
+ */
+export interface TypeMetrics {
+  /** Records one settled batch: its size and how long it took, in milliseconds. */
+  readonly observeBatch: (size: number, durationMs: number) => void
+}
+
+/**
+ * Registers the series of one event type in the registry of `context`, read live
+ * from its mailbox's counters. Registering the same type again (another trail in
+ * the same process and registry) replaces the earlier series.
+ *
+ * @category constructors
+ */
+export const registerType = (type: string, mailbox: Mailbox<unknown>, context: Context.Context<never>): TypeMetrics => {
+  const attrs = { type }
+  const reason = (r: string) => ({ type, reason: r })
+  const counterOf = (metric: Metric.Counter<number>, read: () => number) =>
+    Metric.registerUnsafe(metric, context, {
+      get: () => ({ count: read(), incremental: false }),
+      update: noop,
+      modify: noop
+    })
+  const gaugeOf = (metric: Metric.Gauge<number>, read: () => number) =>
+    Metric.registerUnsafe(metric, context, { get: () => ({ value: read() }), update: noop, modify: noop })
+  counterOf(series.accepted(attrs), () => mailbox.accepted)
+  counterOf(series.processed(attrs), () => mailbox.processed)
+  counterOf(series.dropped(reason("overflow")), () => mailbox.droppedOverflow)
+  counterOf(series.dropped(reason("shutdown")), () => mailbox.droppedShutdown)
+  counterOf(series.dropped(reason("failed")), () => mailbox.droppedFailed)
+  counterOf(series.deadLettered(attrs), () => mailbox.deadLettered)
+  counterOf(series.refused(reason("full")), () => mailbox.refusedFull)
+  counterOf(series.refused(reason("closed")), () => mailbox.refusedClosed)
+  gaugeOf(series.depth(attrs), () => mailbox.size)
+  gaugeOf(series.inFlight(attrs), () => mailbox.inFlight)
+  const sizes = new Histogram(batchSizeBounds)
+  const latency = new Histogram(latencyBounds)
+  Metric.registerUnsafe(series.batchSize(attrs), context, { get: () => sizes.state(), update: noop, modify: noop })
+  Metric.registerUnsafe(series.processingLatency(attrs), context, {
+    get: () => latency.state(),
+    update: noop,
+    modify: noop
+  })
+  return {
+    observeBatch: (size, durationMs) => {
+      sizes.observe(size)
+      latency.observe(durationMs)
+    }
+  }
+}

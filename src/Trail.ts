@@ -19,14 +19,14 @@
  * @since 0.1.0
  */
 import * as os from "node:os"
-import { type Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Metric, Scope } from "effect"
+import { type Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Scope } from "effect"
 import * as Actor from "./Actor.ts"
 import { Batch } from "./Batch.ts"
 import { IdGenerator, Origin } from "./Envelope.ts"
 import { DuplicateEventType, TrailClosed } from "./Errors.ts"
 import type * as EventType from "./EventType.ts"
 import { SampledClock } from "./internal/clock.ts"
-import { Dispatcher } from "./internal/dispatcher.ts"
+import * as Pool from "./internal/pool.ts"
 import { type Counts, Mailbox, type OfferResult } from "./Mailbox.ts"
 import * as Metrics from "./Metrics.ts"
 
@@ -190,60 +190,11 @@ export interface Service {
 export class Trail extends Context.Service<Trail, Service>()("cairn/Trail") {}
 
 interface Lane {
+  /** The type's actor in the trail's pool (set once added). */
+  actor: Pool.Lane<unknown, Batch> | undefined
   readonly type: EventType.Any
   readonly mailbox: Mailbox<unknown>
   readonly key: string
-  readonly metrics: LaneMetrics
-}
-
-interface LaneMetrics {
-  reportedAccepted: number
-  reportedProcessed: number
-  reportedOverflow: number
-  reportedShutdown: number
-  reportedFailed: number
-  reportedDead: number
-  reportedFull: number
-  reportedClosed: number
-  readonly accepted: Metric.Metric<number, unknown>
-  readonly processed: Metric.Metric<number, unknown>
-  readonly droppedOverflow: Metric.Metric<number, unknown>
-  readonly droppedShutdown: Metric.Metric<number, unknown>
-  readonly droppedFailed: Metric.Metric<number, unknown>
-  readonly deadLettered: Metric.Metric<number, unknown>
-  readonly refusedFull: Metric.Metric<number, unknown>
-  readonly refusedClosed: Metric.Metric<number, unknown>
-  readonly depth: Metric.Metric<number, unknown>
-  readonly inFlight: Metric.Metric<number, unknown>
-  readonly batchSize: Metric.Metric<number, unknown>
-  readonly latency: Metric.Metric<number, unknown>
-}
-
-const laneMetrics = (key: string): LaneMetrics => {
-  const type = { type: key }
-  const reason = (r: string) => ({ type: key, reason: r })
-  return {
-    reportedAccepted: 0,
-    reportedProcessed: 0,
-    reportedOverflow: 0,
-    reportedShutdown: 0,
-    reportedFailed: 0,
-    reportedDead: 0,
-    reportedFull: 0,
-    reportedClosed: 0,
-    accepted: Metric.withAttributes(Metrics.accepted, type),
-    processed: Metric.withAttributes(Metrics.processed, type),
-    droppedOverflow: Metric.withAttributes(Metrics.dropped, reason("overflow")),
-    droppedShutdown: Metric.withAttributes(Metrics.dropped, reason("shutdown")),
-    droppedFailed: Metric.withAttributes(Metrics.dropped, reason("failed")),
-    deadLettered: Metric.withAttributes(Metrics.deadLettered, type),
-    refusedFull: Metric.withAttributes(Metrics.refused, reason("full")),
-    refusedClosed: Metric.withAttributes(Metrics.refused, reason("closed")),
-    depth: Metric.withAttributes(Metrics.depth, type),
-    inFlight: Metric.withAttributes(Metrics.inFlight, type),
-    batchSize: Metric.withAttributes(Metrics.batchSize, type),
-    latency: Metric.withAttributes(Metrics.processingLatency, type)
-  }
 }
 
 const zeroCounts = (): {
@@ -283,41 +234,21 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       () => clockService.currentTimeMillisUnsafe(),
       options.clockSampling ?? defaults.clockSampling
     )
-    const dispatcher = new Dispatcher(concurrency)
     // Actors live in a child scope created before the shutdown finalizer is added, so
     // closing the trail's scope first shuts down gracefully, then releases the actors
     // (including those registered later, on first log).
     const scope = yield* Scope.fork(yield* Scope.Scope)
     const context = yield* Effect.context<never>()
     const runSync = Effect.runSyncWith(context)
+    const runFork = Effect.runForkWith(context)
+    const pool = new Pool.Pool(concurrency, clockService, scope, runFork)
+    yield* pool.start()
     const lanes = new Map<EventType.Any, Lane>()
     const byKey = new Map<string, Lane>()
     const deadLetters: Array<DeadLetter> = []
     let closed = false
     let lastType: EventType.Any | undefined
     let lastLane: Lane | undefined
-
-    const syncMetrics = (lane: Lane): void => {
-      const mb = lane.mailbox
-      const m = lane.metrics
-      const add = (metric: Metric.Metric<number, unknown>, now: number, reported: number): number => {
-        if (now !== reported) metric.updateUnsafe(now - reported, context)
-        return now
-      }
-      m.reportedAccepted = add(m.accepted, mb.accepted, m.reportedAccepted)
-      m.reportedProcessed = add(m.processed, mb.processed, m.reportedProcessed)
-      m.reportedOverflow = add(m.droppedOverflow, mb.droppedOverflow, m.reportedOverflow)
-      m.reportedShutdown = add(m.droppedShutdown, mb.droppedShutdown, m.reportedShutdown)
-      m.reportedFailed = add(m.droppedFailed, mb.droppedFailed, m.reportedFailed)
-      m.reportedDead = add(m.deadLettered, mb.deadLettered, m.reportedDead)
-      m.reportedFull = add(m.refusedFull, mb.refusedFull, m.reportedFull)
-      m.reportedClosed = add(m.refusedClosed, mb.refusedClosed, m.reportedClosed)
-      m.depth.updateUnsafe(mb.size, context)
-      m.inFlight.updateUnsafe(mb.inFlight, context)
-    }
-    const syncAllMetrics = (): void => {
-      for (const lane of byKey.values()) syncMetrics(lane)
-    }
 
     const addLane = (type: EventType.Any, process: Processor): Effect.Effect<Lane, DuplicateEventType> =>
       Effect.suspend(() => {
@@ -328,12 +259,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
             : Effect.fail(new DuplicateEventType({ key: type.key }))
         }
         const origin = new Origin(type.key, source, new IdGenerator())
-        const mailbox = new Mailbox<unknown>(type.mailbox.capacity, type.mailbox.overflow)
+        const mailbox = new Mailbox<unknown>(type.mailbox.capacity, type.mailbox.overflow, type.batch.maxSize)
         if (closed) mailbox.close()
-        const lane: Lane = { type, mailbox, key: type.key, metrics: laneMetrics(type.key) }
+        const metrics = Metrics.registerType(type.key, mailbox, context)
+        const lane: Lane = { type, mailbox, key: type.key, actor: undefined }
         lanes.set(type, lane)
         byKey.set(type.key, lane)
-        return Actor.make<unknown, Batch>({
+        const actorOptions = Actor.laneOptions<unknown, Batch>({
           name: type.key,
           mailbox,
           prepare: (taken) => new Batch(type, origin, taken.items, taken.stamps, taken.extras, taken.segment.start),
@@ -344,7 +276,6 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           concurrency: type.concurrency,
           retry: type.retry,
           timeoutMs: type.timeoutMs,
-          dispatcher,
           onDeadLetter: (batch, cause, reason) => {
             const deadLetter: DeadLetter = {
               type: type.key,
@@ -356,18 +287,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
             deadLetters.push(deadLetter)
             options.onDeadLetter?.(deadLetter)
           },
-          onBatch: (size, durationMs) => {
-            lane.metrics.batchSize.updateUnsafe(size, context)
-            lane.metrics.latency.updateUnsafe(durationMs, context)
-            syncMetrics(lane)
-          }
-        }).pipe(
-          Scope.provide(scope),
-          Effect.tap((actor) => Effect.sync(() => actors.set(lane, actor))),
-          Effect.as(lane)
+          onBatch: metrics.observeBatch
+        })
+        return pool.add(actorOptions).pipe(
+          Effect.map((actor) => {
+            lane.actor = actor
+            return lane
+          })
         )
       })
-    const actors = new Map<Lane, Actor.Actor<unknown>>()
 
     const laneOf = (type: EventType.Any): Lane => {
       if (type === lastType) return lastLane!
@@ -416,7 +344,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
         if (!lane.mailbox.isTerminal(mark)) waits.push(lane.mailbox.awaitTerminal(mark))
       }
       return Effect.all(waits, { concurrency: "unbounded", discard: true })
-    }).pipe(Effect.ensuring(Effect.sync(syncAllMetrics)))
+    })
 
     const statsUnsafe = (): Stats => {
       const types: Record<string, TypeStats> = {}
@@ -446,20 +374,18 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       closed = true
       for (const lane of byKey.values()) lane.mailbox.close()
       return Effect.forEach(
-        [...actors],
-        ([lane, actor]) =>
-          actor.stop(
+        [...byKey.values()],
+        (lane) =>
+          Actor.stopLane(
+            pool,
+            lane.actor!,
             lane.type.delivery === "must" ? shutdownTimeoutMs : Math.min(droppableBudgetMs, shutdownTimeoutMs),
             shutdownTimeoutMs
           ),
         { concurrency: "unbounded", discard: true }
       ).pipe(
-        Effect.andThen(
-          Effect.sync(() => {
-            syncAllMetrics()
-            return statsUnsafe()
-          })
-        ),
+        Effect.andThen(pool.stop()),
+        Effect.map(statsUnsafe),
         Effect.tap((stats) => Deferred.succeed(done, stats)),
         Effect.uninterruptible
       )
@@ -473,10 +399,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       log,
       logUnsafe,
       flush,
-      stats: Effect.sync(() => {
-        syncAllMetrics()
-        return statsUnsafe()
-      }),
+      stats: Effect.sync(statsUnsafe),
       statsUnsafe,
       deadLetters: Effect.sync(() => deadLetters.slice()),
       shutdown

@@ -1,0 +1,419 @@
+/**
+ * The machinery behind actors: lanes (a mailbox and its behaviour) scheduled on a
+ * pool of worker fibers.
+ *
+ * A lane becomes *ready* when its mailbox holds a full batch, when its linger ran
+ * out, when it closes with events left, or when a batch waiting for a retry is due.
+ * Ready lanes wait in a queue ordered by priority (FIFO within a priority, and a
+ * lane goes to the back after each batch, so equal priorities take turns). Each of
+ * the pool's workers takes the next ready lane, takes one batch from it and runs the
+ * lane's behaviour on it; at most `concurrency` batches of one lane run at once.
+ *
+ * Nothing here forks a fiber or races a timer per batch: readiness is signalled
+ * synchronously by the mailbox, lingers share one timer per `lingerMs`, and only
+ * failures (retry backoff) and timeouts cost fibers. A failed batch does not hold a
+ * worker while it waits for its retry: it waits on a timer and comes back as ready.
+ */
+import { Cause, type Clock, Duration, Effect, Exit, Fiber, Schedule, type Scope } from "effect"
+import { ProcessingDefect, ProcessingTimeout, ShutdownDeadline } from "../Errors.ts"
+import type { BatchOptions, Delivery } from "../EventType.ts"
+import type { Mailbox, Segment, Taken } from "../Mailbox.ts"
+import { Linger, type Target } from "./linger.ts"
+
+export type DeadLetterReason = "retriesExhausted" | "shutdown"
+export type BatchOutcome = "processed" | "deadLettered" | "dropped"
+
+export interface LaneOptions<A, B> {
+  readonly name: string
+  readonly mailbox: Mailbox<A>
+  readonly prepare: (taken: Taken<A>) => B
+  readonly behaviour: (batch: B) => Effect.Effect<void, unknown>
+  readonly delivery: Delivery
+  readonly batch: BatchOptions
+  readonly priority: number
+  readonly concurrency: number
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  readonly timeoutMs: number
+  readonly onDeadLetter?: ((batch: B, cause: Cause.Cause<unknown>, reason: DeadLetterReason) => void) | undefined
+  readonly onBatch?: ((size: number, durationMs: number, outcome: BatchOutcome) => void) | undefined
+}
+
+interface Run<B> {
+  readonly lane: Lane<unknown, B>
+  readonly batch: B
+  readonly size: number
+  readonly segment: Segment
+  readonly startedAt: number
+  step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined
+  backoff: Fiber.Fiber<void> | undefined
+  settled: boolean
+}
+
+export class Lane<A, B> implements Target {
+  readonly options: LaneOptions<A, B>
+  readonly mailbox: Mailbox<A>
+  /** Batches taken and not settled, including those waiting for a retry. */
+  running = 0
+  /** In the ready queue. */
+  queued = false
+  /** The linger of the current wait ran out. */
+  lingerDue = false
+  /** Generation of the current linger wait (stale timers are ignored). */
+  generation = 0
+  /** Runs whose backoff passed, to run before any new batch. */
+  readonly retries: Array<Run<B>> = []
+  readonly runs = new Set<Run<B>>()
+  /** Abandoned at shutdown: nothing more runs. */
+  abandoned = false
+  readonly pool: Pool
+  readonly onFull: () => void
+  readonly onFirst: () => void
+
+  constructor(pool: Pool, options: LaneOptions<A, B>) {
+    this.pool = pool
+    this.options = options
+    this.mailbox = options.mailbox
+    this.onFull = () => pool.notify(this as Lane<unknown, unknown>)
+    this.onFirst = () => pool.linger.schedule(options.batch.lingerMs, this, this.generation)
+  }
+
+  release(generation: number): void {
+    if (generation !== this.generation) return
+    this.lingerDue = true
+    this.pool.notify(this as Lane<unknown, unknown>)
+  }
+
+  /** Whether a worker has something to do here now. */
+  wants(): boolean {
+    if (this.abandoned) return false
+    if (this.retries.length > 0) return true
+    if (this.running >= this.options.concurrency) return false
+    const size = this.mailbox.size
+    if (size === 0) return false
+    return (
+      size >= this.options.batch.maxSize || this.mailbox.closed || this.options.batch.lingerMs === 0 || this.lingerDue
+    )
+  }
+
+  /** Not ready: watch the mailbox (and arm the linger) so it says when it is. */
+  rearm(): void {
+    if (this.abandoned || this.running >= this.options.concurrency) return
+    this.generation++
+    this.lingerDue = false
+    const { maxSize, lingerMs } = this.options.batch
+    if (lingerMs === 0) this.mailbox.watch(1, this.onFull, undefined)
+    else this.mailbox.watch(maxSize, this.onFull, this.onFirst)
+  }
+}
+
+type AnyLane = Lane<unknown, unknown>
+type AnyRun = Run<unknown>
+type Step = (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>
+
+const toStep = (schedule: Schedule.Schedule<unknown, unknown>): Effect.Effect<Step> =>
+  Schedule.toStep(schedule) as Effect.Effect<Step>
+
+/** What one worker is doing: the run it is on, if any. */
+interface Slot {
+  run: AnyRun | undefined
+}
+
+/** Ready lanes by priority, highest first; FIFO within a priority. */
+class ReadyQueue {
+  private readonly levels: Array<{ priority: number; lanes: Array<AnyLane>; head: number }> = []
+
+  push(lane: AnyLane): void {
+    const priority = lane.options.priority
+    const levels = this.levels
+    let i = 0
+    while (i < levels.length && levels[i]!.priority > priority) i++
+    let level = levels[i]
+    if (level === undefined || level.priority !== priority) {
+      level = { priority, lanes: [], head: 0 }
+      levels.splice(i, 0, level)
+    }
+    level.lanes.push(lane)
+  }
+
+  pop(): AnyLane | undefined {
+    for (const level of this.levels) {
+      if (level.head < level.lanes.length) {
+        const lane = level.lanes[level.head]!
+        level.lanes[level.head++] = undefined as unknown as AnyLane
+        if (level.head === level.lanes.length) {
+          level.lanes.length = 0
+          level.head = 0
+        } else if (level.head >= 1024 && level.head * 2 >= level.lanes.length) {
+          level.lanes = level.lanes.slice(level.head)
+          level.head = 0
+        }
+        return lane
+      }
+    }
+    return undefined
+  }
+}
+
+export class Pool {
+  readonly linger: Linger
+  private readonly clock: Clock.Clock
+  private readonly scope: Scope.Scope
+  private readonly runFork: <X, Y>(effect: Effect.Effect<X, Y>) => Fiber.Fiber<X, Y>
+  private readonly ready = new ReadyQueue()
+  private readonly idle: Array<(effect: Effect.Effect<void>) => void> = []
+  /** Every worker with what it is on, to settle its run if it is interrupted. */
+  private readonly workers = new Map<Fiber.Fiber<void>, Slot>()
+  private readonly size: number
+  private stopped = false
+
+  constructor(
+    size: number,
+    clock: Clock.Clock,
+    scope: Scope.Scope,
+    runFork: <X, Y>(effect: Effect.Effect<X, Y>) => Fiber.Fiber<X, Y>
+  ) {
+    this.size = size
+    this.clock = clock
+    this.scope = scope
+    this.runFork = runFork
+    this.linger = new Linger(clock, scope)
+  }
+
+  /** Starts the workers; run once, in the pool's scope. */
+  start(): Effect.Effect<void> {
+    return Effect.suspend(() =>
+      Effect.forEach(Array.from({ length: this.size }), () => this.spawn(), { discard: true })
+    )
+  }
+
+  /** Adds a lane; its linger timer must be registered (an Effect) before events arrive. */
+  add<A, B>(options: LaneOptions<A, B>): Effect.Effect<Lane<A, B>> {
+    return Effect.suspend(() => {
+      const lane = new Lane(this, options)
+      const register = options.batch.lingerMs > 0 ? this.linger.register(options.batch.lingerMs) : Effect.void
+      return Effect.as(register, lane).pipe(
+        Effect.tap(() =>
+          Effect.sync(() => {
+            if (lane.wants()) this.notify(lane as AnyLane)
+            else lane.rearm()
+          })
+        )
+      )
+    })
+  }
+
+  /** Puts a lane in the ready queue if it wants work; wakes an idle worker. Synchronous. */
+  notify(lane: AnyLane): void {
+    if (lane.queued || !lane.wants()) return
+    lane.queued = true
+    this.ready.push(lane)
+    const worker = this.idle.pop()
+    if (worker !== undefined) worker(Effect.yieldNow)
+  }
+
+  private spawn(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.stopped) return Effect.void
+      const slot: Slot = { run: undefined }
+      return Effect.forkIn(this.work(slot), this.scope).pipe(
+        Effect.tap((fiber) =>
+          Effect.sync(() => {
+            this.workers.set(fiber, slot)
+            fiber.addObserver(() => this.workerExited(fiber, slot))
+          })
+        ),
+        Effect.asVoid
+      )
+    })
+  }
+
+  private readonly awaitWork = Effect.callback<void>((resume) => {
+    this.idle.push(resume)
+    return Effect.sync(() => {
+      const i = this.idle.indexOf(resume)
+      if (i >= 0) this.idle.splice(i, 1)
+    })
+  })
+
+  private work(slot: Slot): Effect.Effect<void> {
+    const pool = this
+    return Effect.gen(function* () {
+      while (true) {
+        const lane = pool.ready.pop()
+        if (lane === undefined) {
+          yield* pool.awaitWork
+          continue
+        }
+        lane.queued = false
+        const run = pool.nextRun(lane)
+        if (run === undefined) {
+          pool.afterLane(lane)
+          continue
+        }
+        // more of this lane for another worker (concurrency > 1, or leftovers later)
+        pool.notify(lane)
+        slot.run = run
+        const exit = yield* Effect.exit(pool.attempt(run))
+        slot.run = undefined
+        if (Exit.isSuccess(exit)) pool.settle(run, exit)
+        else yield* pool.failed(run, exit.cause)
+        pool.afterLane(lane)
+      }
+    })
+  }
+
+  private nextRun(lane: AnyLane): AnyRun | undefined {
+    if (lane.abandoned) return undefined
+    const retry = lane.retries.shift()
+    if (retry !== undefined) return retry
+    if (!lane.wants()) return undefined
+    const { mailbox, options } = lane
+    const taken = mailbox.take(options.batch.maxSize)
+    if (taken === undefined) return undefined
+    lane.lingerDue = false
+    lane.generation++
+    lane.running++
+    const run: AnyRun = {
+      lane,
+      batch: options.prepare(taken),
+      size: taken.items.length,
+      segment: taken.segment,
+      startedAt: this.clock.currentTimeMillisUnsafe(),
+      step: undefined,
+      backoff: undefined,
+      settled: false
+    }
+    lane.runs.add(run)
+    return run
+  }
+
+  /** After a batch (or nothing) on a lane: queue it again, or let its mailbox say when. */
+  private afterLane(lane: AnyLane): void {
+    if (lane.wants()) this.notify(lane)
+    else if (!lane.queued) lane.rearm()
+  }
+
+  private attempt(run: AnyRun): Effect.Effect<void, unknown> {
+    const { name, timeoutMs } = run.lane.options
+    return Effect.suspend(() => run.lane.options.behaviour(run.batch)).pipe(
+      Effect.timeoutOrElse({
+        duration: timeoutMs,
+        orElse: () => Effect.fail(new ProcessingTimeout({ type: name, timeoutMs }))
+      }),
+      Effect.catchDefect((defect) => Effect.fail(new ProcessingDefect({ type: name, defect })))
+    )
+  }
+
+  /** A failed attempt: schedule its retry (off the worker), or settle it for good. */
+  private failed(run: AnyRun, cause: Cause.Cause<unknown>): Effect.Effect<void> {
+    if (Cause.hasInterruptsOnly(cause) || run.settled) {
+      this.settle(run, Exit.failCause(cause))
+      return Effect.void
+    }
+    const lane = run.lane
+    const pool = this
+    return Effect.gen(function* () {
+      if (run.step === undefined) run.step = yield* toStep(lane.options.retry)
+      const error = Cause.squash(cause)
+      const next = yield* Effect.exit(run.step(pool.clock.currentTimeMillisUnsafe(), error))
+      if (Exit.isFailure(next) || lane.abandoned) {
+        pool.settle(run, Exit.failCause(cause))
+        return
+      }
+      const delay = Duration.toMillis(next.value[1])
+      const due = Effect.sync(() => {
+        run.backoff = undefined
+        if (run.settled) return
+        lane.retries.push(run)
+        pool.notify(lane)
+      })
+      if (delay <= 0) yield* due
+      else run.backoff = pool.runFork(Effect.andThen(Effect.sleep(delay), due))
+    })
+  }
+
+  /** Settles a run once: accounting, dead letter, hooks. */
+  settle(run: AnyRun, exit: Exit.Exit<void, unknown>, deadlineMs = 0): void {
+    if (run.settled) return
+    run.settled = true
+    const lane = run.lane
+    const { options, mailbox } = lane
+    lane.runs.delete(run)
+    lane.running--
+    const outcome: BatchOutcome = Exit.isSuccess(exit)
+      ? "processed"
+      : options.delivery === "must"
+        ? "deadLettered"
+        : "dropped"
+    options.onBatch?.(run.size, this.clock.currentTimeMillisUnsafe() - run.startedAt, outcome)
+    if (Exit.isSuccess(exit)) {
+      mailbox.settle(run.segment, "processed")
+      return
+    }
+    const interrupted = Cause.hasInterruptsOnly(exit.cause)
+    if (options.delivery === "must") {
+      const cause = interrupted
+        ? Cause.fail(new ShutdownDeadline({ type: options.name, timeoutMs: deadlineMs }))
+        : exit.cause
+      options.onDeadLetter?.(run.batch, cause, interrupted ? "shutdown" : "retriesExhausted")
+      mailbox.settle(run.segment, "deadLettered")
+    } else {
+      mailbox.settle(run.segment, interrupted ? "shutdown" : "failed")
+    }
+  }
+
+  /**
+   * Gives up on a lane at shutdown: queued events and unsettled runs are settled as
+   * dropped (`droppable`) or dead-lettered with a {@link ShutdownDeadline} (`must`).
+   * A worker still running one of its batches is interrupted.
+   */
+  abandon(lane: AnyLane, deadlineMs: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      lane.abandoned = true
+      const interrupted = Exit.interrupt()
+      const stuck: Array<Fiber.Fiber<void>> = []
+      for (const [worker, slot] of this.workers) if (slot.run?.lane === lane) stuck.push(worker)
+      for (const run of [...lane.runs]) {
+        if (run.backoff !== undefined) run.backoff.interruptUnsafe()
+        this.settle(run, interrupted, deadlineMs)
+      }
+      lane.retries.length = 0
+      const rest = lane.mailbox.drain()
+      if (rest !== undefined) {
+        lane.running++
+        this.settle(
+          {
+            lane,
+            batch: lane.options.prepare(rest),
+            size: rest.items.length,
+            segment: rest.segment,
+            startedAt: this.clock.currentTimeMillisUnsafe(),
+            step: undefined,
+            backoff: undefined,
+            settled: false
+          },
+          interrupted,
+          deadlineMs
+        )
+      }
+      // workers stuck in this lane's behaviour are replaced (see workerExited)
+      return Effect.forEach(stuck, (w) => Fiber.interrupt(w), { discard: true })
+    })
+  }
+
+  private workerExited(fiber: Fiber.Fiber<void>, slot: Slot): void {
+    this.workers.delete(fiber)
+    const run = slot.run
+    slot.run = undefined
+    if (run !== undefined) this.settle(run, Exit.interrupt())
+    if (!this.stopped) this.runFork(this.spawn())
+  }
+
+  /** Stops every worker and timer; settles whatever is still running. */
+  stop(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.stopped = true
+      return Effect.forEach([...this.workers.keys()], (w) => Fiber.interrupt(w), { discard: true })
+    })
+  }
+}
