@@ -106,12 +106,27 @@ export const defaults: Options = {
 const TypeId: unique symbol = Symbol.for("cairn/EventType")
 
 /**
+ * A cache slot on each type for the trail that logs it most: the owner (a trail's
+ * token) and what that trail keeps for the type. It saves a map lookup per `log`;
+ * a type logged into several trails just falls back to the map.
+ *
+ * @internal
+ */
+export const CacheOwner: unique symbol = Symbol.for("cairn/EventType/cacheOwner")
+/** @internal */
+export const CacheValue: unique symbol = Symbol.for("cairn/EventType/cacheValue")
+
+/**
  * A versioned event type whose data has type `A` (and encoded form `I`).
  *
  * @category models
  */
 export interface EventType<A, I = A> extends Options {
   readonly [TypeId]: typeof TypeId
+  /** @internal */
+  [CacheOwner]: unknown
+  /** @internal */
+  [CacheValue]: unknown
   readonly name: string
   readonly version: number
   /** `name@version`. */
@@ -209,6 +224,8 @@ export const make = <A, I>(
   if (!Number.isFinite(priority)) fail("priority must be a finite number")
   return {
     [TypeId]: TypeId,
+    [CacheOwner]: undefined,
+    [CacheValue]: undefined,
     name,
     version,
     key,

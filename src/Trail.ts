@@ -24,7 +24,7 @@ import * as Actor from "./Actor.ts"
 import { Batch } from "./Batch.ts"
 import { IdGenerator, Origin } from "./Envelope.ts"
 import { DuplicateEventType, TrailClosed } from "./Errors.ts"
-import type * as EventType from "./EventType.ts"
+import * as EventType from "./EventType.ts"
 import { SampledClock } from "./internal/clock.ts"
 import * as Pool from "./internal/pool.ts"
 import { type Counts, Mailbox, type OfferResult } from "./Mailbox.ts"
@@ -247,8 +247,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     const byKey = new Map<string, Lane>()
     const deadLetters: Array<DeadLetter> = []
     let closed = false
-    let lastType: EventType.Any | undefined
-    let lastLane: Lane | undefined
+    /** This trail's token in the types' cache slots. */
+    const token = {}
 
     const addLane = (type: EventType.Any, process: Processor): Effect.Effect<Lane, DuplicateEventType> =>
       Effect.suspend(() => {
@@ -298,11 +298,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       })
 
     const laneOf = (type: EventType.Any): Lane => {
-      if (type === lastType) return lastLane!
+      if (type[EventType.CacheOwner] === token) return type[EventType.CacheValue] as Lane
       let lane = lanes.get(type)
       if (lane === undefined) lane = runSync(Effect.orDie(addLane(type, defaultProcess)))
-      lastType = type
-      lastLane = lane
+      type[EventType.CacheOwner] = token
+      type[EventType.CacheValue] = lane
       return lane
     }
 
@@ -312,7 +312,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     }
 
     const logUnsafe = <A, I>(type: EventType.EventType<A, I>, data: A, logOptions?: LogOptions): OfferResult => {
-      const mailbox = type === lastType ? lastLane!.mailbox : laneOf(type).mailbox
+      const mailbox = (type[EventType.CacheOwner] === token ? (type[EventType.CacheValue] as Lane) : laneOf(type))
+        .mailbox
       const result = mailbox.offer(data, clock.millis(), logOptions?.parent)
       if (result === "full") mailbox.refuseFull()
       return result

@@ -113,9 +113,14 @@ type Step = (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Du
 const toStep = (schedule: Schedule.Schedule<unknown, unknown>): Effect.Effect<Step> =>
   Schedule.toStep(schedule) as Effect.Effect<Step>
 
-/** What one worker is doing: the run it is on, if any. */
+/** What one worker is doing: the run it is on, if any, and until when it may take. */
 interface Slot {
   run: AnyRun | undefined
+  fiber: Fiber.Fiber<void> | undefined
+  /** When the current attempt times out (milliseconds on the pool's clock). */
+  deadline: number
+  /** Set by the watchdog just before it interrupts the worker. */
+  timedOut: boolean
 }
 
 /** Ready lanes by priority, highest first; FIFO within a priority. */
@@ -190,6 +195,11 @@ export class Pool {
   add<A, B>(options: LaneOptions<A, B>): Effect.Effect<Lane<A, B>> {
     return Effect.suspend(() => {
       const lane = new Lane(this, options)
+      this.granularity = Math.min(this.granularity, Math.max(10, Math.floor(options.timeoutMs / 10)))
+      if (!this.watchdogStarted) {
+        this.watchdogStarted = true
+        this.runFork(Effect.forkIn(this.watchdog(), this.scope))
+      }
       const register = options.batch.lingerMs > 0 ? this.linger.register(options.batch.lingerMs) : Effect.void
       return Effect.as(register, lane).pipe(
         Effect.tap(() =>
@@ -214,10 +224,11 @@ export class Pool {
   private spawn(): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.stopped) return Effect.void
-      const slot: Slot = { run: undefined }
+      const slot: Slot = { run: undefined, fiber: undefined, deadline: 0, timedOut: false }
       return Effect.forkIn(this.work(slot), this.scope).pipe(
         Effect.tap((fiber) =>
           Effect.sync(() => {
+            slot.fiber = fiber
             this.workers.set(fiber, slot)
             fiber.addObserver(() => this.workerExited(fiber, slot))
           })
@@ -252,7 +263,9 @@ export class Pool {
         }
         // more of this lane for another worker (concurrency > 1, or leftovers later)
         pool.notify(lane)
+        slot.deadline = pool.clock.currentTimeMillisUnsafe() + run.lane.options.timeoutMs
         slot.run = run
+        pool.watch()
         const exit = yield* Effect.exit(pool.attempt(run))
         slot.run = undefined
         if (Exit.isSuccess(exit)) pool.settle(run, exit)
@@ -293,15 +306,56 @@ export class Pool {
     else if (!lane.queued) lane.rearm()
   }
 
+  /** One attempt; its time limit is kept by the watchdog, not by a race per attempt. */
   private attempt(run: AnyRun): Effect.Effect<void, unknown> {
-    const { name, timeoutMs } = run.lane.options
-    return Effect.suspend(() => run.lane.options.behaviour(run.batch)).pipe(
-      Effect.timeoutOrElse({
-        duration: timeoutMs,
-        orElse: () => Effect.fail(new ProcessingTimeout({ type: name, timeoutMs }))
-      }),
-      Effect.catchDefect((defect) => Effect.fail(new ProcessingDefect({ type: name, defect })))
+    const options = run.lane.options
+    return Effect.catchDefect(
+      Effect.suspend(() => options.behaviour(run.batch)),
+      (defect) => Effect.fail(new ProcessingDefect({ type: options.name, defect }))
     )
+  }
+
+  // ---- watchdog: one fiber per pool, awake only while attempts run -----------------
+
+  private watchdogWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  private watchdogStarted = false
+  /** Longest a timeout may be detected late: a tenth of the shortest limit, 10 ms to 1 s. */
+  private granularity = 1_000
+
+  /** Called when an attempt starts: wakes the watchdog if it is parked. */
+  private watch(): void {
+    const waiter = this.watchdogWaiter
+    if (waiter !== undefined) {
+      this.watchdogWaiter = undefined
+      waiter(Effect.yieldNow)
+    }
+  }
+
+  private readonly parkWatchdog = Effect.callback<void>((resume) => {
+    this.watchdogWaiter = resume
+    return Effect.sync(() => {
+      this.watchdogWaiter = undefined
+    })
+  })
+
+  /** Interrupts workers whose attempt passed its deadline; parks when none is busy. */
+  private watchdog(): Effect.Effect<never> {
+    const step = Effect.suspend(() => {
+      const now = this.clock.currentTimeMillisUnsafe()
+      let next = Number.POSITIVE_INFINITY
+      for (const slot of this.workers.values()) {
+        if (slot.run === undefined || slot.timedOut) continue
+        if (slot.deadline <= now) {
+          slot.timedOut = true
+          slot.fiber?.interruptUnsafe()
+        } else if (slot.deadline < next) {
+          next = slot.deadline
+        }
+      }
+      if (next === Number.POSITIVE_INFINITY) return this.parkWatchdog
+      return Effect.sleep(Math.min(next - now, this.granularity))
+    })
+    return Effect.forever(step)
   }
 
   /** A failed attempt: schedule its retry (off the worker), or settle it for good. */
@@ -405,7 +459,19 @@ export class Pool {
     this.workers.delete(fiber)
     const run = slot.run
     slot.run = undefined
-    if (run !== undefined) this.settle(run, Exit.interrupt())
+    if (run !== undefined) {
+      if (slot.timedOut && !this.stopped && !run.lane.abandoned) {
+        // the attempt hung: a failure like any other, retried on the lane's schedule
+        const { name, timeoutMs } = run.lane.options
+        this.runFork(
+          this.failed(run, Cause.fail(new ProcessingTimeout({ type: name, timeoutMs }))).pipe(
+            Effect.andThen(Effect.sync(() => this.afterLane(run.lane)))
+          )
+        )
+      } else {
+        this.settle(run, Exit.interrupt())
+      }
+    }
     if (!this.stopped) this.runFork(this.spawn())
   }
 
