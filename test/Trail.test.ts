@@ -550,6 +550,85 @@ describe("Trail", () => {
     })
   )
 
+  it.effect("a batch waiting for its retry does not hold a worker", () =>
+    Effect.gen(function* () {
+      const Failing = EventType.make("test.Backoff", 1, Step, {
+        batch: { maxSize: 10, lingerMs: 0 },
+        retry: Schedule.spaced(10_000).pipe(Schedule.upTo({ times: 1 }))
+      })
+      const Other = EventType.make("test.Other", 1, Step, { batch: { maxSize: 10, lingerMs: 0 } })
+      const seen: Array<string> = []
+      let failures = 0
+      const trail = yield* Trail.make({
+        concurrency: 1,
+        types: [
+          Trail.route(Failing, () => Effect.suspend(() => (failures++ === 0 ? Effect.fail("once") : Effect.void))),
+          Trail.route(Other, (batch) => Effect.sync(() => seen.push(batch.key)))
+        ]
+      })
+      trail.logUnsafe(Failing, { step: 1 })
+      yield* settle
+      assert.strictEqual(failures, 1)
+      trail.logUnsafe(Other, { step: 1 })
+      yield* settle
+      assert.deepStrictEqual(seen, ["test.Other@1"], "the only worker served another type during the backoff")
+      yield* TestClock.adjust(10_000)
+      yield* trail.flush
+      assert.strictEqual(failures, 2)
+      assert.strictEqual(trail.statsUnsafe().types["test.Backoff@1"]!.processed, 1)
+    })
+  )
+
+  it.effect("types with different lingers each send on their own time", () =>
+    Effect.gen(function* () {
+      const Fast = EventType.make("test.Fast", 1, Step, { batch: { maxSize: 100, lingerMs: 20 } })
+      const Slow = EventType.make("test.Slow", 1, Step, { batch: { maxSize: 100, lingerMs: 200 } })
+      const { seen, process } = recorder()
+      const trail = yield* Trail.make({ process, types: [Fast, Slow] })
+      trail.logUnsafe(Slow, { step: 1 })
+      trail.logUnsafe(Fast, { step: 1 })
+      yield* TestClock.adjust(20)
+      yield* settle
+      assert.deepStrictEqual(
+        seen.map((b) => b.key),
+        ["test.Fast@1"]
+      )
+      trail.logUnsafe(Fast, { step: 2 })
+      yield* TestClock.adjust(20)
+      yield* settle
+      assert.deepStrictEqual(
+        seen.map((b) => b.key),
+        ["test.Fast@1", "test.Fast@1"]
+      )
+      yield* TestClock.adjust(160)
+      yield* settle
+      assert.deepStrictEqual(
+        seen.map((b) => b.key),
+        ["test.Fast@1", "test.Fast@1", "test.Slow@1"]
+      )
+    })
+  )
+
+  it.effect("shutdown dead-letters a must batch whose processor hangs, and does not hang itself", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.HangShut", 1, Step, {
+        batch: { maxSize: 10, lingerMs: 0 },
+        timeoutMs: 1_000_000
+      })
+      const trail = yield* Trail.make({ shutdownTimeoutMs: 2_000, types: [Trail.route(A, () => Effect.never)] })
+      for (let i = 0; i < 15; i++) trail.logUnsafe(A, { step: i })
+      yield* settle
+      const stats = yield* shutdownAdvancing(trail, 500, 10)
+      const s = stats.types["test.HangShut@1"]!
+      assert.strictEqual(s.deadLettered, 15)
+      assert.strictEqual(s.processed, 0)
+      invariant(s)
+      const letters = yield* trail.deadLetters
+      assert.deepStrictEqual(letters.map((l) => l.batch.size).sort(), [10, 5])
+      for (const l of letters) assert.instanceOf(Cause.squash(l.cause), Errors.ShutdownDeadline)
+    })
+  )
+
   it.effect("metrics follow the counters", () =>
     Effect.gen(function* () {
       const A = EventType.make("test.Metric", 1, Step, {
@@ -565,10 +644,17 @@ describe("Trail", () => {
       const accepted = yield* Metric.value(Metric.withAttributes(Metrics.accepted, attrs))
       const processed = yield* Metric.value(Metric.withAttributes(Metrics.processed, attrs))
       const dropped = yield* Metric.value(Metric.withAttributes(Metrics.dropped, { ...attrs, reason: "overflow" }))
+      const depth = yield* Metric.value(Metric.withAttributes(Metrics.depth, attrs))
+      assert.strictEqual(depth.value, 0)
+      trail.logUnsafe(A, { step: 9 })
+      const depthNow = yield* Metric.value(Metric.withAttributes(Metrics.depth, attrs))
+      assert.strictEqual(depthNow.value, 1, "metrics read the live counters, no flush needed")
+      yield* trail.flush
       const sizes = yield* Metric.value(Metric.withAttributes(Metrics.batchSize, attrs))
 
-      assert.strictEqual(sizes.count, 1)
+      assert.strictEqual(sizes.count, 2)
       assert.strictEqual(sizes.max, 2)
+      assert.strictEqual(sizes.min, 1)
       assert.strictEqual(accepted.count, 5)
       assert.strictEqual(processed.count, 2)
       assert.strictEqual(dropped.count, 3)
