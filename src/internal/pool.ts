@@ -14,7 +14,7 @@
  * failures (retry backoff) and timeouts cost fibers. A failed batch does not hold a
  * worker while it waits for its retry: it waits on a timer and comes back as ready.
  */
-import { Cause, type Clock, Duration, Effect, Exit, Fiber, Schedule, type Scope } from "effect"
+import { Cause, type Clock, Duration, Effect, Exit, type Fiber, Schedule, type Scope } from "effect"
 import { ProcessingDefect, ProcessingTimeout, ShutdownDeadline } from "../Errors.ts"
 import type { BatchOptions, Delivery } from "../EventType.ts"
 import type { Mailbox, Segment, Taken } from "../Mailbox.ts"
@@ -450,8 +450,10 @@ export class Pool {
           deadlineMs
         )
       }
-      // workers stuck in this lane's behaviour are replaced (see workerExited)
-      return Effect.forEach(stuck, (w) => Fiber.interrupt(w), { discard: true })
+      // workers stuck in this lane's behaviour are interrupted without waiting for
+      // them (shutdown must not hang on a processor), and replaced (see workerExited)
+      for (const w of stuck) w.interruptUnsafe()
+      return Effect.void
     })
   }
 
@@ -475,11 +477,11 @@ export class Pool {
     if (!this.stopped) this.runFork(this.spawn())
   }
 
-  /** Stops every worker and timer; settles whatever is still running. */
+  /** Stops every worker (without waiting for them); settles whatever is still running. */
   stop(): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    return Effect.sync(() => {
       this.stopped = true
-      return Effect.forEach([...this.workers.keys()], (w) => Fiber.interrupt(w), { discard: true })
+      for (const w of [...this.workers.keys()]) w.interruptUnsafe()
     })
   }
 }
