@@ -467,6 +467,51 @@ describe("Trail", () => {
     })
   )
 
+  it.effect("shutdown with full mailboxes: queued backpressure and in-flight events all end counted", () =>
+    Effect.gen(function* () {
+      const Must = EventType.make("test.FullMust", 1, Step, {
+        mailbox: { capacity: 20, overflow: "backpressure" },
+        batch: { maxSize: 5, lingerMs: 0 }
+      })
+      const Drop = EventType.make("test.FullDrop", 1, Step, {
+        delivery: "droppable",
+        mailbox: { capacity: 20, overflow: "dropOldest" },
+        batch: { maxSize: 5, lingerMs: 0 }
+      })
+      let calls = 0
+      const trail = yield* Trail.make({
+        concurrency: 1,
+        shutdownTimeoutMs: 1_000,
+        droppableBudgetMs: 100,
+        // slow, and failing every third batch once
+        process: () => Effect.suspend(() => (++calls % 3 === 0 ? Effect.fail("flaky") : Effect.sleep(50)))
+      })
+      let refusedFull = 0
+      for (let i = 0; i < 40; i++) {
+        if (trail.logUnsafe(Must, { step: i }) === "full") refusedFull++
+        trail.logUnsafe(Drop, { step: i })
+      }
+      assert.isTrue(refusedFull > 0, "the must mailbox filled up")
+      // a backpressured Effect log waits at shutdown time and is refused when the trail closes
+      const waiting = yield* Effect.forkChild(Effect.exit(trail.log(Must, { step: 99 })))
+      yield* settle
+      const stats = yield* shutdownAdvancing(trail, 50, 100)
+      const waited = yield* Fiber.join(waiting)
+      const must = stats.types["test.FullMust@1"]!
+      const drop = stats.types["test.FullDrop@1"]!
+      invariant(must)
+      invariant(drop)
+      assert.strictEqual(must.queued + must.inFlight, 0)
+      assert.strictEqual(drop.queued + drop.inFlight, 0)
+      assert.strictEqual(must.refused.full, refusedFull)
+      assert.strictEqual(must.processed + must.deadLettered, must.accepted)
+      assert.strictEqual(drop.dropped.overflow, 20)
+      // the waiting log either got in before the close (and is accounted) or was refused as closed
+      if (Exit.isFailure(waited)) assert.strictEqual(must.refused.closed, 1)
+      else assert.strictEqual(must.accepted, 41 - refusedFull)
+    })
+  )
+
   it.effect("closing the scope shuts down gracefully", () =>
     Effect.gen(function* () {
       const A = EventType.make("test.Scope", 1, Step, { batch: { maxSize: 100, lingerMs: 5_000 } })
