@@ -31,11 +31,20 @@ export const summarize = (samples: Array<number>): { p50: number; p99: number; m
   return { p50: round(percentile(s, 50)), p99: round(percentile(s, 99)), max: round(s[s.length - 1] ?? Number.NaN) }
 }
 
+/** Collects garbage between measurements when node runs with `--expose-gc` (npm run bench does). */
+export const collect = (): void => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc !== undefined) gc()
+}
+
 /** Runs `f` `rounds` times and returns the best (highest) rate, after one warm-up run. */
 export const bestOf = async (rounds: number, f: () => Promise<number> | number): Promise<number> => {
   await f()
   let best = 0
-  for (let i = 0; i < rounds; i++) best = Math.max(best, await f())
+  for (let i = 0; i < rounds; i++) {
+    collect()
+    best = Math.max(best, await f())
+  }
   return best
 }
 

@@ -3,6 +3,7 @@
  * raw baseline measured in the same run.
  *
  * - log: `Trail.logUnsafe` per call vs `Array.prototype.push` of the same data.
+ * - mailbox: our Mailbox offer + batch take vs Effect's Queue (offerUnsafe + takeUnsafe).
  * - throughput: 1 type, batches of 512, no-op processor vs an array mailbox drained
  *   in batches of 512.
  * - encode: the same with a msgpackr encode per batch vs array + msgpackr.
@@ -11,15 +12,16 @@
  * Producers log in chunks and yield to the event loop between chunks, as a real
  * program does; throughput is measured from the first log to the end of the flush.
  */
-import { Effect, Schema } from "effect"
+import { Effect, Queue, Schema } from "effect"
+import { Mailbox } from "../src/Mailbox.ts"
 import { Packr } from "msgpackr"
 import { type Batch, EventType, Trail } from "../src/index.ts"
-import { bestOf, type Case, makeCase, printResult, summarize, yieldMacrotask } from "./lib.ts"
+import { bestOf, type Case, collect, makeCase, printResult, summarize, yieldMacrotask } from "./lib.ts"
 
 const quick = process.env.CAIRN_BENCH_QUICK === "1"
 const TOTAL = quick ? 200_000 : 2_000_000
 const CHUNK = 8 * 512
-const ROUNDS = quick ? 2 : 5
+const ROUNDS = quick ? 2 : 7
 
 const Data = Schema.Struct({ step: Schema.Number, loss: Schema.Number, tag: Schema.String })
 const data = { step: 1, loss: 0.25, tag: "train" }
@@ -64,15 +66,54 @@ const logCost = async (): Promise<Case> => {
   })
 }
 
+// ---- mailbox vs Effect's Queue --------------------------------------------------------
+// Why the mailbox is ours: offer + batch take, both synchronous, as the trail uses them.
+const mailboxVsQueue = async (): Promise<Case> => {
+  const N = CHUNK
+  const reps = Math.floor(TOTAL / N)
+  const stamp = Date.now()
+  const mailbox = new Mailbox<unknown>(N * 2, "backpressure", 512)
+  const ours = await bestOf(ROUNDS, () => {
+    const t0 = process.hrtime.bigint()
+    for (let r = 0; r < reps; r++) {
+      for (let i = 0; i < N; i++) mailbox.offer(data, stamp)
+      for (let taken = mailbox.take(512); taken !== undefined; taken = mailbox.take(512)) {
+        mailbox.settle(taken.segment, "processed")
+      }
+    }
+    return (reps * N * 1e9) / Number(process.hrtime.bigint() - t0)
+  })
+  const queue = Effect.runSync(Queue.bounded<unknown>(N * 2))
+  const baseline = await bestOf(ROUNDS, () => {
+    const t0 = process.hrtime.bigint()
+    for (let r = 0; r < reps; r++) {
+      for (let i = 0; i < N; i++) Queue.offerUnsafe(queue, data)
+      // batches of 512 taken synchronously (Queue has no synchronous batch take)
+      let batch: Array<unknown> = []
+      for (let exit = Queue.takeUnsafe(queue); exit !== undefined; exit = Queue.takeUnsafe(queue)) {
+        if (exit._tag === "Success") batch.push(exit.value)
+        if (batch.length === 512) batch = []
+      }
+    }
+    return (reps * N * 1e9) / Number(process.hrtime.bigint() - t0)
+  })
+  return makeCase("mailbox offer+take vs Effect Queue offerUnsafe+take", ours, baseline)
+}
+
 // ---- throughput -------------------------------------------------------------------
 interface Run {
   readonly rate: number
   readonly latencies: Array<number>
 }
 
-/** Events/s through a trail of `types` types, logged round-robin; `work` runs per batch. */
-const trailRun = async (types: ReadonlyArray<EventType.Any>, work: (batch: Batch.Batch) => void) => {
-  const latencies: Array<number> = []
+/**
+ * A trail of `types` types, kept across rounds as a real program keeps its trail (a
+ * new trail per round would measure the JIT warming up new closures); `run()` logs
+ * TOTAL events round-robin and returns events/s from the first log to the end of
+ * the flush. `work` runs per batch.
+ */
+const trailRunner = async (types: ReadonlyArray<EventType.Any>, work: (batch: Batch.Batch) => void) => {
+  let latencies: Array<number> = []
   let chunkStart = 0
   const trail = await Trail.start({
     source: "bench",
@@ -83,22 +124,33 @@ const trailRun = async (types: ReadonlyArray<EventType.Any>, work: (batch: Batch
         latencies.push(performance.now() - chunkStart)
       })
   })
-  const t0 = performance.now()
-  let logged = 0
-  let k = 0
-  while (logged < TOTAL) {
-    chunkStart = performance.now()
-    for (let i = 0; i < CHUNK; i++) {
-      trail.log(types[k]!, data)
-      if (++k === types.length) k = 0
+  const run = async (): Promise<Run> => {
+    latencies = []
+    const t0 = performance.now()
+    let logged = 0
+    let k = 0
+    while (logged < TOTAL) {
+      chunkStart = performance.now()
+      for (let i = 0; i < CHUNK; i++) {
+        trail.log(types[k]!, data)
+        if (++k === types.length) k = 0
+      }
+      logged += CHUNK
+      await yieldMacrotask()
     }
-    logged += CHUNK
-    await yieldMacrotask()
+    await trail.flush()
+    return { rate: (logged * 1000) / (performance.now() - t0), latencies }
   }
-  await trail.flush()
-  const rate = (logged * 1000) / (performance.now() - t0)
-  await trail.dispose()
-  return { rate, latencies }
+  return { run, dispose: () => trail.dispose() }
+}
+
+/** Best round of a trail runner, then disposes the trail. */
+const bestTrail = async (types: ReadonlyArray<EventType.Any>, work: (batch: Batch.Batch) => void) => {
+  const runner = await trailRunner(types, work)
+  const result = await best(ROUNDS, runner.run)
+  const stats = await runner.dispose()
+  if (stats.totals.processed !== stats.totals.accepted) throw new Error("bench: not every event was processed")
+  return result
 }
 
 /** The raw baseline: an array mailbox drained in batches of 512 by a consumer task. */
@@ -131,6 +183,7 @@ const best = async (rounds: number, f: () => Promise<Run>): Promise<Run> => {
   await f()
   let top: Run | undefined
   for (let i = 0; i < rounds; i++) {
+    collect()
     const r = await f()
     if (top === undefined || r.rate > top.rate) top = r
   }
@@ -140,7 +193,7 @@ const best = async (rounds: number, f: () => Promise<Run>): Promise<Run> => {
 const noWork = (_: unknown) => {}
 
 const throughput = async (): Promise<Case> => {
-  const ours = await best(ROUNDS, () => trailRun([One], noWork))
+  const ours = await bestTrail([One], noWork)
   const base = await best(ROUNDS, () => arrayRun(noWork))
   return makeCase("throughput 1 type, batch 512, no-op vs array mailbox", ours.rate, base.rate, {
     latency_ms: summarize(ours.latencies),
@@ -166,7 +219,7 @@ const encode = async (): Promise<Case> => {
   const baseWork = (events: ReadonlyArray<unknown>) => {
     bytes += basePackr.pack(events).length
   }
-  const ours = await best(ROUNDS, () => trailRun([One], ourWork))
+  const ours = await bestTrail([One], ourWork)
   const base = await best(ROUNDS, () => arrayRun(baseWork))
   return makeCase("encode msgpackr per batch vs array + msgpackr", ours.rate, base.rate, {
     latency_ms: summarize(ours.latencies),
@@ -177,8 +230,8 @@ const encode = async (): Promise<Case> => {
 
 const manyTypes = async (): Promise<Case> => {
   const types = Array.from({ length: 1000 }, (_, i) => makeType(i + 1))
-  const ours = await best(ROUNDS, () => trailRun(types, noWork))
-  const one = await best(ROUNDS, () => trailRun([One], noWork))
+  const ours = await bestTrail(types, noWork)
+  const one = await bestTrail([One], noWork)
   return makeCase("1000 types round-robin vs 1 type (both trail)", ours.rate, one.rate, {
     latency_ms: summarize(ours.latencies),
     baseline_latency_ms: summarize(one.latencies)
@@ -187,6 +240,7 @@ const manyTypes = async (): Promise<Case> => {
 
 const cases: Array<Case> = []
 cases.push(await logCost())
+cases.push(await mailboxVsQueue())
 cases.push(await throughput())
 cases.push(await encode())
 cases.push(await manyTypes())

@@ -216,6 +216,8 @@ const zeroCounts = (): {
 })
 
 const noop: Processor = () => Effect.void
+const CacheOwner: typeof EventType.CacheOwner = EventType.CacheOwner
+const CacheValue: typeof EventType.CacheValue = EventType.CacheValue
 
 /**
  * Builds a trail in the current scope; closing the scope shuts it down gracefully.
@@ -298,11 +300,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       })
 
     const laneOf = (type: EventType.Any): Lane => {
-      if (type[EventType.CacheOwner] === token) return type[EventType.CacheValue] as Lane
       let lane = lanes.get(type)
       if (lane === undefined) lane = runSync(Effect.orDie(addLane(type, defaultProcess)))
-      type[EventType.CacheOwner] = token
-      type[EventType.CacheValue] = lane
+      type[CacheOwner] = token
+      type[CacheValue] = lane.mailbox
       return lane
     }
 
@@ -312,8 +313,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     }
 
     const logUnsafe = <A, I>(type: EventType.EventType<A, I>, data: A, logOptions?: LogOptions): OfferResult => {
-      const mailbox = (type[EventType.CacheOwner] === token ? (type[EventType.CacheValue] as Lane) : laneOf(type))
-        .mailbox
+      const mailbox = type[CacheOwner] === token ? (type[CacheValue] as Mailbox<unknown>) : laneOf(type).mailbox
       const result = mailbox.offer(data, clock.millis(), logOptions?.parent)
       if (result === "full") mailbox.refuseFull()
       return result
@@ -336,7 +336,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       data: A,
       logOptions?: LogOptions
     ): Effect.Effect<"accepted" | "dropped", TrailClosed> =>
-      Effect.suspend(() => offer(laneOf(type), data, clock.millis(), logOptions?.parent))
+      Effect.suspend(() => offer(lanes.get(type) ?? laneOf(type), data, clock.millis(), logOptions?.parent))
 
     const flush: Effect.Effect<void> = Effect.suspend(() => {
       const waits: Array<Effect.Effect<void>> = []
