@@ -37,17 +37,6 @@ export const collect = (): void => {
   if (gc !== undefined) gc()
 }
 
-/** Runs `f` `rounds` times and returns the best (highest) rate, after one warm-up run. */
-export const bestOf = async (rounds: number, f: () => Promise<number> | number): Promise<number> => {
-  await f()
-  let best = 0
-  for (let i = 0; i < rounds; i++) {
-    collect()
-    best = Math.max(best, await f())
-  }
-  return best
-}
-
 export const yieldMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 export const printResult = (bench: string, cases: ReadonlyArray<Case>): void => {
@@ -55,7 +44,8 @@ export const printResult = (bench: string, cases: ReadonlyArray<Case>): void => 
     case: c.name,
     "ours ev/s": c.events_per_s.toLocaleString("en-US"),
     "baseline ev/s": c.baseline_events_per_s.toLocaleString("en-US"),
-    ratio: c.ratio
+    ratio: c.ratio,
+    "median ratio": c.ratio_median
   }))
   console.table(table)
   console.log(JSON.stringify({ bench, cases }))

@@ -9,19 +9,22 @@
  * - encode: the same with a msgpackr encode per batch vs array + msgpackr.
  * - 1000 types logged round-robin vs 1 type (both through the trail).
  *
- * Producers log in chunks and yield to the event loop between chunks, as a real
- * program does; throughput is measured from the first log to the end of the flush.
+ * Producers log in chunks of 8 batches and yield to the event loop between chunks, as
+ * a real program does; throughput runs from the first log to the end of the flush.
+ * Rounds of ours and of the baseline alternate (so both see the same machine), with a
+ * garbage collection before each; a case reports the best round of each side and the
+ * median of the per-round ratios.
  */
 import { Effect, Queue, Schema } from "effect"
-import { Mailbox } from "../src/Mailbox.ts"
 import { Packr } from "msgpackr"
 import { type Batch, EventType, Trail } from "../src/index.ts"
-import { bestOf, type Case, collect, makeCase, printResult, summarize, yieldMacrotask } from "./lib.ts"
+import { Mailbox } from "../src/Mailbox.ts"
+import { type Case, collect, makeCase, printResult, summarize, yieldMacrotask } from "./lib.ts"
 
 const quick = process.env.CAIRN_BENCH_QUICK === "1"
 const TOTAL = quick ? 200_000 : 2_000_000
 const CHUNK = 8 * 512
-const ROUNDS = quick ? 2 : 7
+const ROUNDS = quick ? 3 : 9
 
 const Data = Schema.Struct({ step: Schema.Number, loss: Schema.Number, tag: Schema.String })
 const data = { step: 1, loss: 0.25, tag: "train" }
@@ -33,78 +36,117 @@ const makeType = (i: number) =>
   })
 const One = makeType(0)
 
+interface Round {
+  readonly rate: number
+  readonly latencies?: Array<number>
+}
+
+/** Alternates rounds of ours and the baseline after one warm-up of each. */
+const compare = async (
+  name: string,
+  ours: () => Promise<Round> | Round,
+  baseline: () => Promise<Round> | Round,
+  extra: (best: { ours: Round; baseline: Round }) => Record<string, unknown> = () => ({})
+): Promise<Case> => {
+  await ours()
+  await baseline()
+  let bestOurs: Round | undefined
+  let bestBase: Round | undefined
+  const ratios: Array<number> = []
+  for (let i = 0; i < ROUNDS; i++) {
+    collect()
+    const a = await ours()
+    collect()
+    const b = await baseline()
+    ratios.push(a.rate / b.rate)
+    if (bestOurs === undefined || a.rate > bestOurs.rate) bestOurs = a
+    if (bestBase === undefined || b.rate > bestBase.rate) bestBase = b
+  }
+  ratios.sort((x, y) => x - y)
+  const median = ratios[Math.floor(ratios.length / 2)]!
+  return makeCase(name, bestOurs!.rate, bestBase!.rate, {
+    ratio_median: Number(median.toFixed(3)),
+    ...extra({ ours: bestOurs!, baseline: bestBase! })
+  })
+}
+
+const withLatency = (best: { ours: Round; baseline: Round }) => ({
+  latency_ms: summarize(best.ours.latencies ?? []),
+  baseline_latency_ms: summarize(best.baseline.latencies ?? [])
+})
+
 // ---- log vs push -------------------------------------------------------------------
 const logCost = async (): Promise<Case> => {
   const trail = await Trail.start({ source: "bench" })
-  const N = CHUNK
-  const reps = Math.floor(TOTAL / N)
-  const ours = await bestOf(ROUNDS, async () => {
-    let ns = 0
-    for (let r = 0; r < reps; r++) {
-      const t0 = process.hrtime.bigint()
-      for (let i = 0; i < N; i++) trail.log(One, data)
-      ns += Number(process.hrtime.bigint() - t0)
-      await trail.flush()
-    }
-    return (reps * N * 1e9) / ns
-  })
-  await trail.dispose()
+  const reps = Math.floor(TOTAL / CHUNK)
   const sink: Array<unknown> = []
-  const baseline = await bestOf(ROUNDS, () => {
-    let ns = 0
-    for (let r = 0; r < reps; r++) {
-      const t0 = process.hrtime.bigint()
-      for (let i = 0; i < N; i++) sink.push(data)
-      ns += Number(process.hrtime.bigint() - t0)
-      sink.length = 0
-    }
-    return (reps * N * 1e9) / ns
-  })
-  return makeCase("log (calls/s) vs array push", ours, baseline, {
-    ns_per_log: Number((1e9 / ours).toFixed(2)),
-    ns_per_push: Number((1e9 / baseline).toFixed(2))
-  })
+  const result = await compare(
+    "log (calls/s) vs array push",
+    async () => {
+      let ns = 0
+      for (let r = 0; r < reps; r++) {
+        const t0 = process.hrtime.bigint()
+        for (let i = 0; i < CHUNK; i++) trail.log(One, data)
+        ns += Number(process.hrtime.bigint() - t0)
+        await trail.flush()
+      }
+      return { rate: (reps * CHUNK * 1e9) / ns }
+    },
+    () => {
+      let ns = 0
+      for (let r = 0; r < reps; r++) {
+        const t0 = process.hrtime.bigint()
+        for (let i = 0; i < CHUNK; i++) sink.push(data)
+        ns += Number(process.hrtime.bigint() - t0)
+        sink.length = 0
+      }
+      return { rate: (reps * CHUNK * 1e9) / ns }
+    },
+    (best) => ({
+      ns_per_log: Number((1e9 / best.ours.rate).toFixed(2)),
+      ns_per_push: Number((1e9 / best.baseline.rate).toFixed(2))
+    })
+  )
+  await trail.dispose()
+  return result
 }
 
-// ---- mailbox vs Effect's Queue --------------------------------------------------------
+// ---- mailbox vs Effect's Queue -----------------------------------------------------
 // Why the mailbox is ours: offer + batch take, both synchronous, as the trail uses them.
-const mailboxVsQueue = async (): Promise<Case> => {
-  const N = CHUNK
-  const reps = Math.floor(TOTAL / N)
+const mailboxVsQueue = (): Promise<Case> => {
+  const reps = Math.floor(TOTAL / CHUNK)
   const stamp = Date.now()
-  const mailbox = new Mailbox<unknown>(N * 2, "backpressure", 512)
-  const ours = await bestOf(ROUNDS, () => {
-    const t0 = process.hrtime.bigint()
-    for (let r = 0; r < reps; r++) {
-      for (let i = 0; i < N; i++) mailbox.offer(data, stamp)
-      for (let taken = mailbox.take(512); taken !== undefined; taken = mailbox.take(512)) {
-        mailbox.settle(taken.segment, "processed")
+  const mailbox = new Mailbox<unknown>(CHUNK * 2, "backpressure", 512)
+  const queue = Effect.runSync(Queue.bounded<unknown>(CHUNK * 2))
+  return compare(
+    "mailbox offer+take vs Effect Queue offerUnsafe+take",
+    () => {
+      const t0 = process.hrtime.bigint()
+      for (let r = 0; r < reps; r++) {
+        for (let i = 0; i < CHUNK; i++) mailbox.offer(data, stamp)
+        for (let taken = mailbox.take(512); taken !== undefined; taken = mailbox.take(512)) {
+          mailbox.settle(taken.segment, "processed")
+        }
       }
-    }
-    return (reps * N * 1e9) / Number(process.hrtime.bigint() - t0)
-  })
-  const queue = Effect.runSync(Queue.bounded<unknown>(N * 2))
-  const baseline = await bestOf(ROUNDS, () => {
-    const t0 = process.hrtime.bigint()
-    for (let r = 0; r < reps; r++) {
-      for (let i = 0; i < N; i++) Queue.offerUnsafe(queue, data)
-      // batches of 512 taken synchronously (Queue has no synchronous batch take)
-      let batch: Array<unknown> = []
-      for (let exit = Queue.takeUnsafe(queue); exit !== undefined; exit = Queue.takeUnsafe(queue)) {
-        if (exit._tag === "Success") batch.push(exit.value)
-        if (batch.length === 512) batch = []
+      return { rate: (reps * CHUNK * 1e9) / Number(process.hrtime.bigint() - t0) }
+    },
+    () => {
+      const t0 = process.hrtime.bigint()
+      for (let r = 0; r < reps; r++) {
+        for (let i = 0; i < CHUNK; i++) Queue.offerUnsafe(queue, data)
+        // batches of 512 taken synchronously (Queue has no synchronous batch take)
+        let batch: Array<unknown> = []
+        for (let exit = Queue.takeUnsafe(queue); exit !== undefined; exit = Queue.takeUnsafe(queue)) {
+          if (exit._tag === "Success") batch.push(exit.value)
+          if (batch.length === 512) batch = []
+        }
       }
+      return { rate: (reps * CHUNK * 1e9) / Number(process.hrtime.bigint() - t0) }
     }
-    return (reps * N * 1e9) / Number(process.hrtime.bigint() - t0)
-  })
-  return makeCase("mailbox offer+take vs Effect Queue offerUnsafe+take", ours, baseline)
+  )
 }
 
 // ---- throughput -------------------------------------------------------------------
-interface Run {
-  readonly rate: number
-  readonly latencies: Array<number>
-}
 
 /**
  * A trail of `types` types, kept across rounds as a real program keeps its trail (a
@@ -124,7 +166,7 @@ const trailRunner = async (types: ReadonlyArray<EventType.Any>, work: (batch: Ba
         latencies.push(performance.now() - chunkStart)
       })
   })
-  const run = async (): Promise<Run> => {
+  const run = async (): Promise<Round> => {
     latencies = []
     const t0 = performance.now()
     let logged = 0
@@ -141,20 +183,15 @@ const trailRunner = async (types: ReadonlyArray<EventType.Any>, work: (batch: Ba
     await trail.flush()
     return { rate: (logged * 1000) / (performance.now() - t0), latencies }
   }
-  return { run, dispose: () => trail.dispose() }
-}
-
-/** Best round of a trail runner, then disposes the trail. */
-const bestTrail = async (types: ReadonlyArray<EventType.Any>, work: (batch: Batch.Batch) => void) => {
-  const runner = await trailRunner(types, work)
-  const result = await best(ROUNDS, runner.run)
-  const stats = await runner.dispose()
-  if (stats.totals.processed !== stats.totals.accepted) throw new Error("bench: not every event was processed")
-  return result
+  const dispose = async () => {
+    const stats = await trail.dispose()
+    if (stats.totals.processed !== stats.totals.accepted) throw new Error("bench: not every event was processed")
+  }
+  return { run, dispose }
 }
 
 /** The raw baseline: an array mailbox drained in batches of 512 by a consumer task. */
-const arrayRun = async (work: (events: ReadonlyArray<unknown>) => void): Promise<Run> => {
+const arrayRun = async (work: (events: ReadonlyArray<unknown>) => void): Promise<Round> => {
   const latencies: Array<number> = []
   let mailbox: Array<unknown> = []
   let chunkStart = 0
@@ -179,26 +216,18 @@ const arrayRun = async (work: (events: ReadonlyArray<unknown>) => void): Promise
   return { rate: (logged * 1000) / (performance.now() - t0), latencies }
 }
 
-const best = async (rounds: number, f: () => Promise<Run>): Promise<Run> => {
-  await f()
-  let top: Run | undefined
-  for (let i = 0; i < rounds; i++) {
-    collect()
-    const r = await f()
-    if (top === undefined || r.rate > top.rate) top = r
-  }
-  return top!
-}
-
 const noWork = (_: unknown) => {}
 
 const throughput = async (): Promise<Case> => {
-  const ours = await bestTrail([One], noWork)
-  const base = await best(ROUNDS, () => arrayRun(noWork))
-  return makeCase("throughput 1 type, batch 512, no-op vs array mailbox", ours.rate, base.rate, {
-    latency_ms: summarize(ours.latencies),
-    baseline_latency_ms: summarize(base.latencies)
-  })
+  const ours = await trailRunner([One], noWork)
+  const result = await compare(
+    "throughput 1 type, batch 512, no-op vs array mailbox",
+    ours.run,
+    () => arrayRun(noWork),
+    withLatency
+  )
+  await ours.dispose()
+  return result
 }
 
 const encode = async (): Promise<Case> => {
@@ -212,30 +241,36 @@ const encode = async (): Promise<Case> => {
       type: batch.key,
       node: batch.idNode,
       seq: batch.firstSeq,
-      at: batch.happenedAt,
+      at: batch.timeBase,
+      dt: batch.timeOffsets,
       data: batch.data
     }).length
   }
   const baseWork = (events: ReadonlyArray<unknown>) => {
     bytes += basePackr.pack(events).length
   }
-  const ours = await bestTrail([One], ourWork)
-  const base = await best(ROUNDS, () => arrayRun(baseWork))
-  return makeCase("encode msgpackr per batch vs array + msgpackr", ours.rate, base.rate, {
-    latency_ms: summarize(ours.latencies),
-    baseline_latency_ms: summarize(base.latencies),
-    note: "ours packs type, id prefix, first seq, times and data; the baseline packs data only"
-  })
+  const ours = await trailRunner([One], ourWork)
+  const result = await compare(
+    "encode msgpackr per batch vs array + msgpackr",
+    ours.run,
+    () => arrayRun(baseWork),
+    (best) => ({
+      ...withLatency(best),
+      note: "ours packs type, id prefix, first seq, times and data; the baseline packs data only"
+    })
+  )
+  await ours.dispose()
+  return result
 }
 
 const manyTypes = async (): Promise<Case> => {
   const types = Array.from({ length: 1000 }, (_, i) => makeType(i + 1))
-  const ours = await bestTrail(types, noWork)
-  const one = await bestTrail([One], noWork)
-  return makeCase("1000 types round-robin vs 1 type (both trail)", ours.rate, one.rate, {
-    latency_ms: summarize(ours.latencies),
-    baseline_latency_ms: summarize(one.latencies)
-  })
+  const many = await trailRunner(types, noWork)
+  const one = await trailRunner([One], noWork)
+  const result = await compare("1000 types round-robin vs 1 type (both trail)", many.run, one.run, withLatency)
+  await many.dispose()
+  await one.dispose()
+  return result
 }
 
 const cases: Array<Case> = []

@@ -19,29 +19,51 @@ export class Batch<A = unknown> {
   readonly type: EventType.EventType<A, unknown>
   /** Data of each event, in the order logged. */
   readonly data: ReadonlyArray<A>
-  /** `happenedAt` of each event, milliseconds since the epoch. */
-  readonly happenedAt: ReadonlyArray<number>
+  /**
+   * Times as a base and an offset per event: event i happened at
+   * `timeBase + timeOffsets[i]` milliseconds since the epoch. Offsets are small
+   * integers, which is how the wire encodes them.
+   */
+  readonly timeBase: number
+  readonly timeOffsets: ReadonlyArray<number>
   /** Parent id of each event, or `undefined` when no event of the batch has one. */
   readonly parents: ReadonlyArray<string | undefined> | undefined
   /** Sequence number of the first event; the i-th has `firstSeq + i`. */
   readonly firstSeq: number
   private readonly origin: Origin
   private envelopes: ReadonlyArray<Envelope<A>> | undefined = undefined
+  private times: ReadonlyArray<number> | undefined = undefined
 
   constructor(
     type: EventType.EventType<A, unknown>,
     origin: Origin,
     data: ReadonlyArray<A>,
-    happenedAt: ReadonlyArray<number>,
+    timeBase: number,
+    timeOffsets: ReadonlyArray<number>,
     parents: ReadonlyArray<unknown> | undefined,
     firstSeq: number
   ) {
     this.type = type
     this.origin = origin
     this.data = data
-    this.happenedAt = happenedAt
+    this.timeBase = timeBase
+    this.timeOffsets = timeOffsets
     this.parents = parents as ReadonlyArray<string | undefined> | undefined
     this.firstSeq = firstSeq
+  }
+
+  /** `happenedAt` of each event, milliseconds since the epoch (computed on first read). */
+  get happenedAt(): ReadonlyArray<number> {
+    if (this.times === undefined) {
+      const base = this.timeBase
+      this.times = this.timeOffsets.map((offset) => base + offset)
+    }
+    return this.times
+  }
+
+  /** `happenedAt` of the i-th event. */
+  time(i: number): number {
+    return this.timeBase + this.timeOffsets[i]!
   }
 
   /** Number of events. */
@@ -66,7 +88,7 @@ export class Batch<A = unknown> {
 
   /** The id of the i-th event. */
   id(i: number): string {
-    return this.origin.ids!.format(this.happenedAt[i]!, this.firstSeq + i)
+    return this.origin.ids!.format(this.time(i), this.firstSeq + i)
   }
 
   /** The i-th event in its envelope. */
@@ -80,14 +102,7 @@ export class Batch<A = unknown> {
       const n = this.data.length
       const out = new Array<Envelope<A>>(n)
       for (let i = 0; i < n; i++) {
-        out[i] = new Envelope(
-          this.origin,
-          this.happenedAt[i]!,
-          this.data[i]!,
-          this.parents?.[i],
-          undefined,
-          this.firstSeq + i
-        )
+        out[i] = new Envelope(this.origin, this.time(i), this.data[i]!, this.parents?.[i], undefined, this.firstSeq + i)
       }
       this.envelopes = out
     }

@@ -55,16 +55,26 @@ export interface Segment {
 
 /**
  * Items taken from the mailbox for processing, column by column, with the segment
- * to settle. `stamps[i]` and `extras?.[i]` were offered with `items[i]`; the queue
- * index of `items[i]` is `segment.start + i` (unique per mailbox, in arrival order).
+ * to settle. `items[i]` was offered with stamp `base + offsets[i]` and extra
+ * `extras?.[i]`; its queue index is `segment.start + i` (unique per mailbox, in
+ * arrival order). Stamps are kept as offsets from a base so that, for times, they
+ * stay small integers: cheap to store and to encode.
  *
  * @category models
  */
 export interface Taken<A> {
   readonly items: Array<A>
-  readonly stamps: Array<number>
+  readonly base: number
+  readonly offsets: Array<number>
   readonly extras: Array<unknown> | undefined
   readonly segment: Segment
+}
+
+interface Columns<A> {
+  items: Array<A>
+  base: number
+  offsets: Array<number>
+  extras: Array<unknown> | undefined
 }
 
 /**
@@ -95,7 +105,9 @@ interface FlushWaiter {
 /** A run of queued items; a full chunk is handed out whole, without copying. */
 interface Chunk<A> {
   items: Array<A | undefined>
+  /** Stamps as offsets from `base`. */
   stamps: Array<number>
+  base: number
   extras: Array<unknown> | undefined
   /** Index of the first queued item (evictions move it). */
   start: number
@@ -103,9 +115,10 @@ interface Chunk<A> {
   len: number
 }
 
-const makeChunk = <A>(size: number): Chunk<A> => ({
+const makeChunk = <A>(size: number, base: number): Chunk<A> => ({
   items: new Array(size),
   stamps: new Array<number>(size),
+  base,
   extras: undefined,
   start: 0,
   len: 0
@@ -160,13 +173,18 @@ export class Mailbox<A> {
   private arm: (() => void) | undefined = undefined
   private spaceWaiters: Array<(effect: Effect.Effect<void>) => void> = []
 
-  constructor(capacity: number, overflow: Overflow, chunkSize = 512) {
+  /**
+   * @param chunkSize the batch size; a take of a whole chunk copies nothing
+   * @param stampBase a value near the stamps to come (the trail passes the time), so
+   *   stamps are stored as small offsets from the start
+   */
+  constructor(capacity: number, overflow: Overflow, chunkSize = 512, stampBase = 0) {
     this.capacity = capacity
     this.overflow = overflow
     this.chunkSize = Math.max(1, Math.min(chunkSize, capacity))
     this.nextChunk = Math.min(16, this.chunkSize)
     this.limit = capacity
-    this.tail = makeChunk(this.nextChunk)
+    this.tail = makeChunk(this.nextChunk, stampBase)
     this.chunks.push(this.tail)
   }
 
@@ -195,7 +213,7 @@ export class Mailbox<A> {
     const n = tail.len
     if (n < tail.items.length && this.count < this.limit && extra === undefined) {
       tail.items[n] = item
-      tail.stamps[n] = stamp
+      tail.stamps[n] = stamp - tail.base
       tail.len = n + 1
       this.entered++
       if (++this.count >= this.wakeAt) this.wake()
@@ -219,10 +237,11 @@ export class Mailbox<A> {
       this.evict(1)
     }
     let tail = this.tail
-    if (tail.len === tail.items.length) tail = this.growTail()
+    if (tail.len === tail.items.length) tail = this.growTail(stamp)
+    else if (tail.len === 0) tail.base = stamp
     const n = tail.len
     tail.items[n] = item
-    tail.stamps[n] = stamp
+    tail.stamps[n] = stamp - tail.base
     if (extra !== undefined) {
       if (tail.extras === undefined) tail.extras = new Array(tail.items.length)
       tail.extras[n] = extra
@@ -233,8 +252,8 @@ export class Mailbox<A> {
     return "accepted"
   }
 
-  /** Makes room at the tail: grows a small tail chunk, or starts a new one. */
-  private growTail(): Chunk<A> {
+  /** Makes room at the tail: grows a small tail chunk, or starts a new one (based at `stamp`). */
+  private growTail(stamp: number): Chunk<A> {
     const tail = this.tail
     const size = tail.items.length
     if (size < this.chunkSize && tail.start === 0 && this.chunks.length - this.chunkHead === 1) {
@@ -245,7 +264,7 @@ export class Mailbox<A> {
       this.nextChunk = Math.max(this.nextChunk, bigger)
       return tail
     }
-    const chunk = makeChunk<A>(this.chunkSize)
+    const chunk = makeChunk<A>(this.chunkSize, stamp)
     this.chunks.push(chunk)
     this.tail = chunk
     return chunk
@@ -264,7 +283,7 @@ export class Mailbox<A> {
     const n = Math.min(max, this.count)
     if (n === 0) return undefined
     const head = this.chunks[this.chunkHead]!
-    let taken: { items: Array<A>; stamps: Array<number>; extras: Array<unknown> | undefined }
+    let taken: Columns<A>
     if (head.start === 0 && head.len === n) {
       // zero copy: the whole head chunk
       const items = head.items as Array<A>
@@ -272,12 +291,12 @@ export class Mailbox<A> {
         items.length = n
         head.stamps.length = n
       }
-      taken = { items, stamps: head.stamps, extras: head.extras }
+      taken = { items, base: head.base, offsets: head.stamps, extras: head.extras }
       this.shiftChunk()
       if (head === this.tail) {
-        // keep later chunks about the size the last batches had
+        // keep later chunks about the size the last batches had, based at the latest stamp
         this.nextChunk = Math.min(this.chunkSize, Math.max(16, n))
-        this.tail = makeChunk(this.nextChunk)
+        this.tail = makeChunk(this.nextChunk, head.base + head.stamps[n - 1]!)
         this.chunks.push(this.tail)
       }
     } else {
@@ -291,13 +310,14 @@ export class Mailbox<A> {
     this.left += n
     this.segments.push(segment)
     this.wakeSpace()
-    return { items: taken.items, stamps: taken.stamps, extras: taken.extras, segment }
+    return { items: taken.items, base: taken.base, offsets: taken.offsets, extras: taken.extras, segment }
   }
 
   /** Copies `n` items out of the head chunks, removing the chunks it empties. */
-  private copyOut(n: number): { items: Array<A>; stamps: Array<number>; extras: Array<unknown> | undefined } {
+  private copyOut(n: number): Columns<A> {
     const items = new Array<A>(n)
     const stamps = new Array<number>(n)
+    const base = this.chunks[this.chunkHead]!.base
     let extras: Array<unknown> | undefined
     let i = 0
     while (i < n) {
@@ -306,7 +326,7 @@ export class Mailbox<A> {
       for (let j = 0; j < k; j++) {
         const at = head.start + j
         items[i + j] = head.items[at] as A
-        stamps[i + j] = head.stamps[at]!
+        stamps[i + j] = head.stamps[at]! + (head.base - base)
         head.items[at] = undefined
       }
       if (head.extras !== undefined) {
@@ -323,7 +343,7 @@ export class Mailbox<A> {
       i += k
       if (head.start === head.len) this.dropHeadChunk(head)
     }
-    return { items, stamps, extras }
+    return { items, base, offsets: stamps, extras }
   }
 
   /** Removes an emptied head chunk; an emptied tail is reset for reuse instead. */
@@ -548,5 +568,5 @@ export class Mailbox<A> {
  *
  * @category constructors
  */
-export const make = <A>(capacity: number, overflow: Overflow, chunkSize?: number): Mailbox<A> =>
-  new Mailbox(capacity, overflow, chunkSize)
+export const make = <A>(capacity: number, overflow: Overflow, chunkSize?: number, stampBase?: number): Mailbox<A> =>
+  new Mailbox(capacity, overflow, chunkSize, stampBase)

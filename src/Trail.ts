@@ -124,7 +124,7 @@ export interface Options {
   readonly droppableBudgetMs?: number
   /**
    * At high call rates the clock is read at most every `clockSampling` calls within
-   * one millisecond and one synchronous run (`1`: read it on every call). Default `32`.
+   * one millisecond and one synchronous run (`1`: read it on every call). Default `64`.
    */
   readonly clockSampling?: number
   /** Called for every dead letter as it is written (e.g. to persist it). */
@@ -140,7 +140,7 @@ export const defaults = {
   concurrency: 4,
   shutdownTimeoutMs: 10_000,
   droppableBudgetMs: 100,
-  clockSampling: 32
+  clockSampling: 64
 } as const
 
 /**
@@ -261,7 +261,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
             : Effect.fail(new DuplicateEventType({ key: type.key }))
         }
         const origin = new Origin(type.key, source, new IdGenerator())
-        const mailbox = new Mailbox<unknown>(type.mailbox.capacity, type.mailbox.overflow, type.batch.maxSize)
+        const mailbox = new Mailbox<unknown>(
+          type.mailbox.capacity,
+          type.mailbox.overflow,
+          type.batch.maxSize,
+          clockService.currentTimeMillisUnsafe()
+        )
         if (closed) mailbox.close()
         const metrics = Metrics.registerType(type.key, mailbox, context)
         const lane: Lane = { type, mailbox, key: type.key, actor: undefined }
@@ -270,7 +275,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
         const actorOptions = Actor.laneOptions<unknown, Batch>({
           name: type.key,
           mailbox,
-          prepare: (taken) => new Batch(type, origin, taken.items, taken.stamps, taken.extras, taken.segment.start),
+          prepare: (taken) =>
+            new Batch(type, origin, taken.items, taken.base, taken.offsets, taken.extras, taken.segment.start),
           behaviour: process,
           delivery: type.delivery,
           batch: type.batch,

@@ -62,7 +62,8 @@ export class Lane<A, B> implements Target {
   generation = 0
   /** Runs whose backoff passed, to run before any new batch. */
   readonly retries: Array<Run<B>> = []
-  readonly runs = new Set<Run<B>>()
+  /** Runs waiting for their retry's backoff (in-flight runs are on the workers' slots). */
+  readonly backingOff = new Set<Run<B>>()
   /** Abandoned at shutdown: nothing more runs. */
   abandoned = false
   readonly pool: Pool
@@ -248,6 +249,14 @@ export class Pool {
 
   private work(slot: Slot): Effect.Effect<void> {
     const pool = this
+    // one attempt effect per worker, reading the slot's run: nothing built per batch;
+    // its time limit is kept by the watchdog, not by a race per attempt
+    const attempt = Effect.exit(
+      Effect.catchDefect(
+        Effect.suspend(() => slot.run!.lane.options.behaviour(slot.run!.batch)),
+        (defect) => Effect.fail(new ProcessingDefect({ type: slot.run!.lane.options.name, defect }))
+      )
+    )
     return Effect.gen(function* () {
       while (true) {
         const lane = pool.ready.pop()
@@ -263,10 +272,12 @@ export class Pool {
         }
         // more of this lane for another worker (concurrency > 1, or leftovers later)
         pool.notify(lane)
-        slot.deadline = pool.clock.currentTimeMillisUnsafe() + run.lane.options.timeoutMs
+        // a first attempt starts when the batch was taken; a retry, now
+        slot.deadline =
+          (run.step === undefined ? run.startedAt : pool.clock.currentTimeMillisUnsafe()) + run.lane.options.timeoutMs
         slot.run = run
         pool.watch()
-        const exit = yield* Effect.exit(pool.attempt(run))
+        const exit = yield* attempt
         slot.run = undefined
         if (Exit.isSuccess(exit)) pool.settle(run, exit)
         else yield* pool.failed(run, exit.cause)
@@ -296,7 +307,6 @@ export class Pool {
       backoff: undefined,
       settled: false
     }
-    lane.runs.add(run)
     return run
   }
 
@@ -304,15 +314,6 @@ export class Pool {
   private afterLane(lane: AnyLane): void {
     if (lane.wants()) this.notify(lane)
     else if (!lane.queued) lane.rearm()
-  }
-
-  /** One attempt; its time limit is kept by the watchdog, not by a race per attempt. */
-  private attempt(run: AnyRun): Effect.Effect<void, unknown> {
-    const options = run.lane.options
-    return Effect.catchDefect(
-      Effect.suspend(() => options.behaviour(run.batch)),
-      (defect) => Effect.fail(new ProcessingDefect({ type: options.name, defect }))
-    )
   }
 
   // ---- watchdog: one fiber per pool, awake only while attempts run -----------------
@@ -377,10 +378,12 @@ export class Pool {
       const delay = Duration.toMillis(next.value[1])
       const due = Effect.sync(() => {
         run.backoff = undefined
+        lane.backingOff.delete(run)
         if (run.settled) return
         lane.retries.push(run)
         pool.notify(lane)
       })
+      lane.backingOff.add(run)
       if (delay <= 0) yield* due
       else run.backoff = pool.runFork(Effect.andThen(Effect.sleep(delay), due))
     })
@@ -392,7 +395,6 @@ export class Pool {
     run.settled = true
     const lane = run.lane
     const { options, mailbox } = lane
-    lane.runs.delete(run)
     lane.running--
     const outcome: BatchOutcome = Exit.isSuccess(exit)
       ? "processed"
@@ -427,10 +429,14 @@ export class Pool {
       const interrupted = Exit.interrupt()
       const stuck: Array<Fiber.Fiber<void>> = []
       for (const [worker, slot] of this.workers) if (slot.run?.lane === lane) stuck.push(worker)
-      for (const run of [...lane.runs]) {
+      for (const slot of this.workers.values()) {
+        if (slot.run?.lane === lane) this.settle(slot.run, interrupted, deadlineMs)
+      }
+      for (const run of [...lane.backingOff, ...lane.retries]) {
         if (run.backoff !== undefined) run.backoff.interruptUnsafe()
         this.settle(run, interrupted, deadlineMs)
       }
+      lane.backingOff.clear()
       lane.retries.length = 0
       const rest = lane.mailbox.drain()
       if (rest !== undefined) {
