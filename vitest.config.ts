@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 30_000,
-    hookTimeout: 30_000
+    hookTimeout: 30_000,
+    reporters: ["default", "json"],
+    outputFile: { json: ".vitest/results.json" }
   }
 })

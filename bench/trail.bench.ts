@@ -233,11 +233,15 @@ const throughput = async (): Promise<Case> => {
 const encode = async (): Promise<Case> => {
   const ourPackr = new Packr({ useRecords: false })
   const basePackr = new Packr({ useRecords: false })
-  let bytes = 0
+  let ourBytes = 0
+  let ourEvents = 0
+  let baseBytes = 0
+  let baseEvents = 0
   // Ours encodes what identifies each event too: one type per batch, the id prefix and
   // first sequence number (ids are derived from them), the times and the data, as columns.
   const ourWork = (batch: Batch.Batch) => {
-    bytes += ourPackr.pack({
+    ourEvents += batch.size
+    ourBytes += ourPackr.pack({
       type: batch.key,
       node: batch.idNode,
       seq: batch.firstSeq,
@@ -247,7 +251,8 @@ const encode = async (): Promise<Case> => {
     }).length
   }
   const baseWork = (events: ReadonlyArray<unknown>) => {
-    bytes += basePackr.pack(events).length
+    baseEvents += events.length
+    baseBytes += basePackr.pack(events).length
   }
   const ours = await trailRunner([One], ourWork)
   const result = await compare(
@@ -256,7 +261,9 @@ const encode = async (): Promise<Case> => {
     () => arrayRun(baseWork),
     (best) => ({
       ...withLatency(best),
-      note: "ours packs type, id prefix, first seq, times and data; the baseline packs data only"
+      bytes_per_event: Number((ourBytes / ourEvents).toFixed(2)),
+      baseline_bytes_per_event: Number((baseBytes / baseEvents).toFixed(2)),
+      note: "ours packs type, id prefix, first seq, time base and offsets, and data; the baseline packs data only"
     })
   )
   await ours.dispose()

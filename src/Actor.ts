@@ -16,13 +16,12 @@
  *
  * Stopping closes the mailbox, lets the actor drain it within a time limit, then
  * gives up on what is left: `must` messages still queued or in flight become dead
- * letters with a {@link ShutdownDeadline} cause, `droppable` ones are counted as
+ * letters with a `ShutdownDeadline` cause, `droppable` ones are counted as
  * dropped at shutdown. Nothing leaves uncounted.
  *
  * @since 0.1.0
  */
 import { Clock, Effect, type Schedule, Scope } from "effect"
-import type { ShutdownDeadline } from "./Errors.ts"
 import type { BatchOptions, Delivery } from "./EventType.ts"
 import * as Pool from "./internal/pool.ts"
 import type { Mailbox, Taken } from "./Mailbox.ts"

@@ -5,7 +5,9 @@ import { Mailbox } from "../src/Mailbox.ts"
 const drainAll = (mb: Mailbox<number>, max = 1_000) => {
   const out: Array<{ item: number; stamp: number; extra: unknown }> = []
   for (let t = mb.take(max); t !== undefined; t = mb.take(max)) {
-    t.items.forEach((item, i) => out.push({ item, stamp: t.base + t.offsets[i]!, extra: t.extras?.[i] }))
+    for (let i = 0; i < t.items.length; i++) {
+      out.push({ item: t.items[i]!, stamp: t.base + t.offsets[i]!, extra: t.extras?.[i] })
+    }
     mb.settle(t.segment, "processed")
   }
   return out
@@ -39,7 +41,9 @@ describe("Mailbox", () => {
       }
       const t = mb.take((round % 5) * 30 + 1)
       if (t !== undefined) {
-        t.items.forEach((item, i) => got.push({ item, stamp: t.base + t.offsets[i]!, extra: t.extras?.[i] }))
+        for (let i = 0; i < t.items.length; i++) {
+          got.push({ item: t.items[i]!, stamp: t.base + t.offsets[i]!, extra: t.extras?.[i] })
+        }
         mb.settle(t.segment, "processed")
       }
       balanced(mb)

@@ -208,7 +208,14 @@ describe("Trail", () => {
       })
       let attempts = 0
       const trail = yield* Trail.make({
-        types: [Trail.route(A, () => Effect.suspend(() => (attempts++, Effect.fail("boom" as const))))]
+        types: [
+          Trail.route(A, () =>
+            Effect.suspend(() => {
+              attempts++
+              return Effect.fail("boom" as const)
+            })
+          )
+        ]
       })
       trail.logUnsafe(A, { step: 1 })
       trail.logUnsafe(A, { step: 2 })
