@@ -519,6 +519,49 @@ describe("Trail", () => {
     })
   )
 
+  it.effect(
+    "a processor that ignores interruption is given up on: its worker is replaced, shutdown keeps its deadline",
+    () =>
+      Effect.gen(function* () {
+        const Stubborn = EventType.make("test.Stubborn", 1, Step, {
+          batch: { maxSize: 10, lingerMs: 0 },
+          timeoutMs: 100,
+          retry: Schedule.recurs(1)
+        })
+        const Other = EventType.make("test.AfterStubborn", 1, Step, { batch: { maxSize: 10, lingerMs: 0 } })
+        let attempts = 0
+        const seen: Array<number> = []
+        const trail = yield* Trail.make({
+          concurrency: 1,
+          shutdownTimeoutMs: 500,
+          types: [
+            Trail.route(Stubborn, () =>
+              Effect.uninterruptible(Effect.sync(() => attempts++).pipe(Effect.andThen(Effect.never)))
+            ),
+            Trail.route(Other, (batch) => Effect.sync(() => seen.push(batch.size)))
+          ]
+        })
+        trail.logUnsafe(Stubborn, { step: 1 })
+        yield* settle
+        trail.logUnsafe(Other, { step: 1 })
+        yield* settle
+        assert.deepStrictEqual(seen, [], "the only worker is stuck")
+        yield* TestClock.adjust(100)
+        yield* settle
+        assert.deepStrictEqual(seen, [1], "a replacement worker serves the other type")
+        yield* TestClock.adjust(100)
+        yield* settle
+        assert.strictEqual(attempts, 2, "retried once on another worker")
+        assert.strictEqual(trail.statsUnsafe().types["test.Stubborn@1"]!.deadLettered, 1)
+        const [letter] = yield* trail.deadLetters
+        assert.instanceOf(Cause.squash(letter!.cause), Errors.ProcessingTimeout)
+        trail.logUnsafe(Other, { step: 2 })
+        const stats = yield* shutdownAdvancing(trail, 100, 10)
+        assert.strictEqual(stats.types["test.AfterStubborn@1"]!.processed, 2)
+        invariant(stats.types["test.Stubborn@1"]!)
+      })
+  )
+
   it.effect("closing the scope shuts down gracefully", () =>
     Effect.gen(function* () {
       const A = EventType.make("test.Scope", 1, Step, { batch: { maxSize: 100, lingerMs: 5_000 } })

@@ -14,7 +14,7 @@
  * failures (retry backoff) and timeouts cost fibers. A failed batch does not hold a
  * worker while it waits for its retry: it waits on a timer and comes back as ready.
  */
-import { Cause, type Clock, Duration, Effect, Exit, type Fiber, Schedule, type Scope } from "effect"
+import { Cause, type Clock, Duration, Effect, Exit, type Fiber, Schedule, Scope } from "effect"
 import { ProcessingDefect, ProcessingTimeout, ShutdownDeadline } from "../Errors.ts"
 import type { BatchOptions, Delivery } from "../EventType.ts"
 import type { Mailbox, Segment, Taken } from "../Mailbox.ts"
@@ -120,7 +120,7 @@ interface Slot {
   fiber: Fiber.Fiber<void> | undefined
   /** When the current attempt times out (milliseconds on the pool's clock). */
   deadline: number
-  /** Set by the watchdog just before it interrupts the worker. */
+  /** Set when the watchdog gave up on this worker's attempt and replaced the worker. */
   timedOut: boolean
 }
 
@@ -185,10 +185,16 @@ export class Pool {
     this.linger = new Linger(clock, scope)
   }
 
-  /** Starts the workers; run once, in the pool's scope. */
+  /**
+   * Starts the workers; run once. Workers are not children of the scope: closing a
+   * scope waits for its fibers, and a processing function that ignores interruption
+   * must not be able to hold a shutdown. Closing the scope stops them (see `stop`).
+   */
   start(): Effect.Effect<void> {
     return Effect.suspend(() =>
-      Effect.forEach(Array.from({ length: this.size }), () => this.spawn(), { discard: true })
+      Scope.addFinalizer(this.scope, this.stop()).pipe(
+        Effect.andThen(Effect.forEach(Array.from({ length: this.size }), () => this.spawn(), { discard: true }))
+      )
     )
   }
 
@@ -226,7 +232,7 @@ export class Pool {
     return Effect.suspend(() => {
       if (this.stopped) return Effect.void
       const slot: Slot = { run: undefined, fiber: undefined, deadline: 0, timedOut: false }
-      return Effect.forkIn(this.work(slot), this.scope).pipe(
+      return Effect.forkDetach(this.work(slot)).pipe(
         Effect.tap((fiber) =>
           Effect.sync(() => {
             slot.fiber = fiber
@@ -278,6 +284,8 @@ export class Pool {
         slot.run = run
         pool.watch()
         const exit = yield* attempt
+        // given up on by the watchdog (the attempt ignored interruption): retire
+        if (slot.timedOut) return
         slot.run = undefined
         if (Exit.isSuccess(exit)) pool.settle(run, exit)
         else yield* pool.failed(run, exit.cause)
@@ -347,8 +355,7 @@ export class Pool {
       for (const slot of this.workers.values()) {
         if (slot.run === undefined || slot.timedOut) continue
         if (slot.deadline <= now) {
-          slot.timedOut = true
-          slot.fiber?.interruptUnsafe()
+          this.timedOut(slot)
         } else if (slot.deadline < next) {
           next = slot.deadline
         }
@@ -463,23 +470,34 @@ export class Pool {
     })
   }
 
+  /**
+   * An attempt passed its deadline: its worker is interrupted and replaced at once
+   * (whether or not the attempt lets itself be interrupted), and the run fails like
+   * any other failure, to be retried on the lane's schedule.
+   */
+  private timedOut(slot: Slot): void {
+    const run = slot.run!
+    slot.timedOut = true
+    slot.run = undefined
+    if (slot.fiber !== undefined) {
+      this.workers.delete(slot.fiber)
+      slot.fiber.interruptUnsafe()
+    }
+    const { name, timeoutMs } = run.lane.options
+    this.runFork(
+      this.failed(run, Cause.fail(new ProcessingTimeout({ type: name, timeoutMs }))).pipe(
+        Effect.andThen(Effect.sync(() => this.afterLane(run.lane)))
+      )
+    )
+    if (!this.stopped) this.runFork(this.spawn())
+  }
+
   private workerExited(fiber: Fiber.Fiber<void>, slot: Slot): void {
+    if (slot.timedOut) return // already replaced, its run already failed
     this.workers.delete(fiber)
     const run = slot.run
     slot.run = undefined
-    if (run !== undefined) {
-      if (slot.timedOut && !this.stopped && !run.lane.abandoned) {
-        // the attempt hung: a failure like any other, retried on the lane's schedule
-        const { name, timeoutMs } = run.lane.options
-        this.runFork(
-          this.failed(run, Cause.fail(new ProcessingTimeout({ type: name, timeoutMs }))).pipe(
-            Effect.andThen(Effect.sync(() => this.afterLane(run.lane)))
-          )
-        )
-      } else {
-        this.settle(run, Exit.interrupt())
-      }
-    }
+    if (run !== undefined) this.settle(run, Exit.interrupt())
     if (!this.stopped) this.runFork(this.spawn())
   }
 
