@@ -21,8 +21,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, type Schedule, Scope } from "effect"
-import type { BatchOptions, Delivery } from "./EventType.ts"
+import { Clock, Effect, Scope } from "effect"
 import * as Pool from "./internal/pool.ts"
 import type { Mailbox, Taken } from "./Mailbox.ts"
 
@@ -41,28 +40,14 @@ export type DeadLetterReason = Pool.DeadLetterReason
 export type BatchOutcome = Pool.BatchOutcome
 
 /**
+ * What an actor is made of: its mailbox, how a batch is built and processed, and
+ * its limits. `concurrency` is also the size of a standalone actor's own pool.
+ *
  * @category models
  */
-export interface Options<A, B = ReadonlyArray<A>> {
-  /** Used in errors and metrics (for a trail actor, the type key). */
-  readonly name: string
-  readonly mailbox: Mailbox<A>
+export interface Options<A, B = ReadonlyArray<A>> extends Omit<Pool.LaneOptions<A, B>, "prepare"> {
   /** Turns what was taken from the mailbox into a batch (default: the items). Once per batch. */
-  readonly prepare?: (taken: Taken<A>) => B
-  /** Processes one batch. Failures and defects are retried on `retry`. */
-  readonly behaviour: (batch: B) => Effect.Effect<void, unknown>
-  readonly delivery: Delivery
-  readonly batch: BatchOptions
-  readonly priority: number
-  /** Batches processed at once by this actor (and the size of its own pool). */
-  readonly concurrency: number
-  readonly retry: Schedule.Schedule<unknown, unknown>
-  /** Limit of one processing attempt, in milliseconds. */
-  readonly timeoutMs: number
-  /** Called once per dead-lettered batch, synchronously, before the accounting moves. */
-  readonly onDeadLetter?: (batch: B, cause: import("effect").Cause.Cause<unknown>, reason: DeadLetterReason) => void
-  /** Called once per batch, synchronously, just before its outcome is settled in the accounting. */
-  readonly onBatch?: (size: number, durationMs: number, outcome: BatchOutcome) => void
+  readonly prepare?: ((taken: Taken<A>) => B) | undefined
 }
 
 /**
@@ -83,18 +68,8 @@ export interface Actor<A> {
 
 /** Turns actor options into the pool's lane options. */
 export const laneOptions = <A, B>(options: Options<A, B>): Pool.LaneOptions<A, B> => ({
-  name: options.name,
-  mailbox: options.mailbox,
-  prepare: options.prepare ?? ((taken: Taken<A>) => taken.items as unknown as B),
-  behaviour: options.behaviour,
-  delivery: options.delivery,
-  batch: options.batch,
-  priority: options.priority,
-  concurrency: options.concurrency,
-  retry: options.retry,
-  timeoutMs: options.timeoutMs,
-  onDeadLetter: options.onDeadLetter,
-  onBatch: options.onBatch
+  ...options,
+  prepare: options.prepare ?? ((taken: Taken<A>) => taken.items as unknown as B)
 })
 
 /**

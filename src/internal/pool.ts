@@ -24,17 +24,24 @@ export type DeadLetterReason = "retriesExhausted" | "shutdown"
 export type BatchOutcome = "processed" | "deadLettered" | "dropped"
 
 export interface LaneOptions<A, B> {
+  /** Used in errors and metrics (for a trail actor, the type key). */
   readonly name: string
   readonly mailbox: Mailbox<A>
+  /** Turns what was taken from the mailbox into a batch. Once per batch. */
   readonly prepare: (taken: Taken<A>) => B
+  /** Processes one batch. Failures and defects are retried on `retry`. */
   readonly behaviour: (batch: B) => Effect.Effect<void, unknown>
   readonly delivery: Delivery
   readonly batch: BatchOptions
   readonly priority: number
+  /** Batches of this lane processed at once. */
   readonly concurrency: number
   readonly retry: Schedule.Schedule<unknown, unknown>
+  /** Limit of one processing attempt, in milliseconds. */
   readonly timeoutMs: number
+  /** Called once per dead-lettered batch, synchronously, before the accounting moves. */
   readonly onDeadLetter?: ((batch: B, cause: Cause.Cause<unknown>, reason: DeadLetterReason) => void) | undefined
+  /** Called once per batch, synchronously, just before its outcome is settled in the accounting. */
   readonly onBatch?: ((size: number, durationMs: number, outcome: BatchOutcome) => void) | undefined
 }
 
