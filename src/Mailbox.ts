@@ -295,7 +295,7 @@ export class Mailbox<A> {
       this.shiftChunk()
       if (head === this.tail) {
         // keep later chunks about the size the last batches had, based at the latest stamp
-        this.nextChunk = Math.min(this.chunkSize, Math.max(16, n))
+        this.nextChunk = Math.min(this.chunkSize, Math.max(16, n + (n >> 1)))
         this.tail = makeChunk(this.nextChunk, head.base + head.stamps[n - 1]!)
         this.chunks.push(this.tail)
       }
