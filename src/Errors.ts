@@ -55,23 +55,6 @@ export class TrailClosed extends Schema.TaggedError<TrailClosed>()("TrailClosed"
 }
 
 /**
- * A `backpressure` mailbox is full and the caller used a synchronous entry point,
- * which never blocks: the event was refused (and counted as refused), not queued.
- * Use the Effect API (`Trail.log`) to wait for room instead.
- *
- * @category errors
- */
-export class MailboxFull extends Schema.TaggedError<MailboxFull>()("MailboxFull", {
-  type: Schema.String,
-  capacity: Schema.Number
-}) {
-  readonly code = "CAIRN_MAILBOX_FULL"
-  override get message(): string {
-    return `mailbox of ${this.type} is full (capacity ${this.capacity}); the event was refused`
-  }
-}
-
-/**
  * One processing attempt of a batch took longer than the type's `timeoutMs`.
  *
  * @category errors

@@ -256,9 +256,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       Effect.suspend(() => {
         const existing = lanes.get(type) ?? byKey.get(type.key)
         if (existing !== undefined) {
-          return existing.type === type || existing.type.schema === type.schema
-            ? Effect.succeed(existing)
-            : Effect.fail(new DuplicateEventType({ key: type.key }))
+          if (existing.type !== type && existing.type.schema !== type.schema) {
+            return Effect.fail(new DuplicateEventType({ key: type.key }))
+          }
+          lanes.set(type, existing) // another definition object of the same type
+          return Effect.succeed(existing)
         }
         const origin = new Origin(type.key, source, new IdGenerator())
         const mailbox = new Mailbox<unknown>(
