@@ -128,6 +128,17 @@ const makeChunk = <A>(size: number, base: number): Chunk<A> => ({
  * @category models
  */
 export class Mailbox<A> {
+  // The fields `offer` reads on its fast path come first, so they share a cache line:
+  // with many types logged in turn, each `log` touches a different mailbox.
+  private tail: Chunk<A>
+  private count = 0
+  /** `capacity` while open, `0` once closed: one compare on the fast path. */
+  private limit: number
+  /** Items that ever entered the queue; the index of the next one. */
+  private entered = 0
+  /** The single watch (the owning actor): the size that triggers it, its listener and arming hook. */
+  private wakeAt = Number.POSITIVE_INFINITY
+
   readonly capacity: number
   readonly overflow: Overflow
   /** Largest chunk: a take of this many items from a full chunk copies nothing. */
@@ -149,16 +160,10 @@ export class Mailbox<A> {
   /** Queued chunks from `chunkHead` on (a head index, so removing the head is O(1)). */
   private chunks: Array<Chunk<A>> = []
   private chunkHead = 0
-  private tail: Chunk<A>
   /** Size of the next chunk: grows with use up to `chunkSize`. */
   private nextChunk: number
-  private count = 0
-  /** `capacity` while open, `0` once closed: one compare on the fast path. */
-  private limit: number
   private droppedNewest = 0
 
-  /** Items that ever entered the queue; the index of the next one. */
-  private entered = 0
   /** Items that ever left the queue (taken or evicted). */
   private left = 0
   /** Every queue index below this is terminal. */
@@ -166,8 +171,6 @@ export class Mailbox<A> {
   private readonly segments: Array<Segment> = []
   private flushWaiters: Array<FlushWaiter> = []
 
-  /** The single watch (the owning actor): the size that triggers it, its listener and arming hook. */
-  private wakeAt = Number.POSITIVE_INFINITY
   private fullAt = Number.POSITIVE_INFINITY
   private listener: (() => void) | undefined = undefined
   private arm: (() => void) | undefined = undefined
