@@ -100,7 +100,10 @@ export interface TypeStats extends Counts {
 export interface Stats {
   readonly types: Readonly<Record<string, TypeStats>>
   readonly totals: Counts
+  /** Dead-letter batches kept in memory now (at most `deadLetterCapacity`). */
   readonly deadLetters: number
+  /** Dead-letter batches let go from memory to respect `deadLetterCapacity` (oldest first). */
+  readonly deadLettersEvicted: number
   readonly closed: boolean
 }
 
@@ -129,6 +132,12 @@ export interface Options {
   readonly clockSampling?: number
   /** Called for every dead letter as it is written (e.g. to persist it). */
   readonly onDeadLetter?: (deadLetter: DeadLetter) => void
+  /**
+   * Dead-letter batches kept in memory for `deadLetters`; past it the oldest are let go
+   * (their events stay counted as dead-lettered, and `onDeadLetter` saw every one).
+   * Default `1_000`.
+   */
+  readonly deadLetterCapacity?: number
 }
 
 /**
@@ -140,7 +149,8 @@ export const defaults = {
   concurrency: 4,
   shutdownTimeoutMs: 10_000,
   droppableBudgetMs: 100,
-  clockSampling: 64
+  clockSampling: 64,
+  deadLetterCapacity: 1_000
 } as const
 
 /**
@@ -248,6 +258,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     const lanes = new Map<EventType.Any, Lane>()
     const byKey = new Map<string, Lane>()
     const deadLetters: Array<DeadLetter> = []
+    const deadLetterCapacity = options.deadLetterCapacity ?? defaults.deadLetterCapacity
+    let deadLettersEvicted = 0
     let closed = false
     /** This trail's token in the types' cache slots. */
     const token = {}
@@ -295,6 +307,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
               at: clockService.currentTimeMillisUnsafe()
             }
             deadLetters.push(deadLetter)
+            if (deadLetters.length > deadLetterCapacity) {
+              deadLetters.shift()
+              deadLettersEvicted++
+            }
             options.onDeadLetter?.(deadLetter)
           },
           onBatch: metrics.observeBatch
@@ -372,7 +388,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
         totals.refused.full += c.refused.full
         totals.refused.closed += c.refused.closed
       }
-      return { types, totals, deadLetters: deadLetters.length, closed }
+      return { types, totals, deadLetters: deadLetters.length, deadLettersEvicted, closed }
     }
 
     const done = yield* Deferred.make<Stats>()

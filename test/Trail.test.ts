@@ -241,6 +241,33 @@ describe("Trail", () => {
     })
   )
 
+  it.effect("dead letters beyond deadLetterCapacity are let go oldest first, still counted and reported", () =>
+    Effect.gen(function* () {
+      const A = EventType.make("test.DeadCap", 1, Step, {
+        batch: { maxSize: 1, lingerMs: 0 },
+        retry: Schedule.recurs(0)
+      })
+      const reported: Array<number> = []
+      const trail = yield* Trail.make({
+        deadLetterCapacity: 3,
+        onDeadLetter: (letter) => reported.push((letter.batch.data[0] as { step: number }).step),
+        types: [Trail.route(A, () => Effect.fail("no"))]
+      })
+      for (let i = 0; i < 5; i++) trail.logUnsafe(A, { step: i })
+      yield* trail.flush
+      const kept = yield* trail.deadLetters
+      assert.deepStrictEqual(
+        kept.map((l) => (l.batch.data[0] as { step: number }).step),
+        [2, 3, 4]
+      )
+      assert.deepStrictEqual(reported, [0, 1, 2, 3, 4])
+      const stats = trail.statsUnsafe()
+      assert.strictEqual(stats.deadLetters, 3)
+      assert.strictEqual(stats.deadLettersEvicted, 2)
+      assert.strictEqual(stats.types["test.DeadCap@1"]!.deadLettered, 5)
+    })
+  )
+
   it.effect("defects and throws are retried like failures and kept as the cause", () =>
     Effect.gen(function* () {
       const A = EventType.make("test.Die", 1, Step, {
