@@ -188,6 +188,7 @@ export interface Service {
   readonly stats: Effect.Effect<Stats>
   readonly statsUnsafe: () => Stats
   readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>>
+  readonly deadLettersUnsafe: () => ReadonlyArray<DeadLetter>
   /** Shuts the trail down (idempotent); returns the final counters. */
   readonly shutdown: Effect.Effect<Stats>
 }
@@ -427,6 +428,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       stats: Effect.sync(statsUnsafe),
       statsUnsafe,
       deadLetters: Effect.sync(() => deadLetters.slice()),
+      deadLettersUnsafe: () => deadLetters.slice(),
       shutdown
     } satisfies Service
   })
@@ -484,7 +486,7 @@ export const start = async (options: Options = {}): Promise<Handle> => {
     register: (type, process) => run(trail.register(type, process), type),
     flush: () => (disposed ? Promise.resolve() : runtime.runPromise(trail.flush)),
     stats: () => trail.statsUnsafe(),
-    deadLetters: () => runtime.runSync(trail.deadLetters),
+    deadLetters: () => trail.deadLettersUnsafe(),
     dispose: async () => {
       if (disposed) return trail.statsUnsafe()
       const stats = await runtime.runPromise(trail.shutdown)

@@ -796,6 +796,8 @@ describe("Trail.start (Promise facade)", () => {
     const stats = await trail.dispose()
     assert.strictEqual(stats.totals.processed, 251)
     assert.strictEqual(trail.log(A, { step: 0 }), "closed")
+    assert.deepStrictEqual(trail.deadLetters(), [], "readable after dispose")
+    assert.strictEqual(trail.stats().totals.refused.closed, 1)
     await trail.send(A, { step: 0 }).then(
       () => assert.fail("send after dispose must reject"),
       (e) => assert.instanceOf(e, Errors.TrailClosed)
