@@ -22,7 +22,7 @@ import * as os from "node:os"
 import { type Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Scope } from "effect"
 import * as Actor from "./Actor.ts"
 import { Batch } from "./Batch.ts"
-import { IdGenerator, Origin } from "./Envelope.ts"
+import { type Envelope, IdGenerator, Origin } from "./Envelope.ts"
 import { DuplicateEventType, TrailClosed } from "./Errors.ts"
 import * as EventType from "./EventType.ts"
 import { SampledClock } from "./internal/clock.ts"
@@ -66,8 +66,10 @@ export const route = <A, I>(type: EventType.EventType<A, I>, process: Processor<
 export interface DeadLetter {
   /** Type key, `name@version`. */
   readonly type: string
-  /** The events, column by column; `batch.events` gives envelopes. */
+  /** The events, column by column. */
   readonly batch: Batch
+  /** The events in their envelopes (`batch.events`). */
+  readonly events: ReadonlyArray<Envelope>
   readonly cause: Cause.Cause<unknown>
   readonly reason: Actor.DeadLetterReason
   /** When it was written, in milliseconds since the epoch. */
@@ -303,6 +305,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
             const deadLetter: DeadLetter = {
               type: type.key,
               batch,
+              get events() {
+                return batch.events
+              },
               cause,
               reason,
               at: clockService.currentTimeMillisUnsafe()

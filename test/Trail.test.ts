@@ -237,6 +237,13 @@ describe("Trail", () => {
       assert.strictEqual(letters[0]!.type, "test.Fail@1")
       assert.strictEqual(letters[0]!.reason, "retriesExhausted")
       assert.deepStrictEqual(letters[0]!.batch.data, [{ step: 1 }, { step: 2 }])
+      assert.deepStrictEqual(
+        letters[0]!.events.map((e) => [e.type, e.data]),
+        [
+          ["test.Fail@1", { step: 1 }],
+          ["test.Fail@1", { step: 2 }]
+        ]
+      )
       assert.deepStrictEqual(Cause.squash(letters[0]!.cause), "boom")
     })
   )
