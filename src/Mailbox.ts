@@ -2,8 +2,9 @@
  * A bounded mailbox with exact accounting.
  *
  * A queue of chunks (a full chunk is one batch, handed out without copying) that
- * grows on demand up to its capacity, with three overflow policies (`backpressure`, `dropNewest`, `dropOldest`), batch takes, and the
- * counters behind Cairn's accounting invariant:
+ * grows on demand up to its capacity, with three overflow policies (`backpressure`,
+ * `dropNewest`, `dropOldest`), batch takes, and the counters behind Cairn's
+ * accounting invariant:
  *
  * ```text
  * accepted = processed + queued + inFlight + dropped + deadLettered
@@ -15,8 +16,9 @@
  * the order they entered, so a flush can wait for exactly the events accepted before
  * it.
  *
- * It is the hot path: `offer` is synchronous, O(1), allocates nothing but an
- * occasional grow, and runs no Effect. Waiting (for a batch, for room, for a flush)
+ * It is the hot path: `offer` is synchronous, O(1), allocates nothing but a new
+ * chunk once a chunk is full, and runs no Effect. The owner learns that a batch is
+ * ready through a synchronous `watch`; waiting (for a batch, for room, for a flush)
  * is done by the Effect-returning methods.
  *
  * @since 0.1.0
