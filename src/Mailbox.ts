@@ -296,6 +296,7 @@ export class Mailbox<A> {
       if (items.length !== n) {
         items.length = n
         head.stamps.length = n
+        if (head.extras !== undefined) head.extras.length = n
       }
       taken = { items, base: head.base, offsets: head.stamps, extras: head.extras }
       this.shiftChunk()

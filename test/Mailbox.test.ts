@@ -1,13 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { Mailbox } from "../src/Mailbox.ts"
+import { Mailbox, type Taken } from "../src/Mailbox.ts"
 
-const drainAll = (mb: Mailbox<number>, max = 1_000) => {
-  const out: Array<{ item: number; stamp: number; extra: unknown }> = []
+interface Entry {
+  readonly item: number
+  readonly stamp: number
+  readonly extra: unknown
+}
+
+/** The items of a take, each with its stamp and extra. */
+const entries = (t: Taken<number>): Array<Entry> =>
+  t.items.map((item, i) => ({ item, stamp: t.base + t.offsets[i]!, extra: t.extras?.[i] }))
+
+/** Takes (and settles as processed) everything queued, `max` at a time. */
+const drainAll = (mb: Mailbox<number>, max = 1_000): Array<Entry> => {
+  const out: Array<Entry> = []
   for (let t = mb.take(max); t !== undefined; t = mb.take(max)) {
-    for (let i = 0; i < t.items.length; i++) {
-      out.push({ item: t.items[i]!, stamp: t.base + t.offsets[i]!, extra: t.extras?.[i] })
-    }
+    out.push(...entries(t))
     mb.settle(t.segment, "processed")
   }
   return out
@@ -17,97 +26,332 @@ const balanced = (mb: Mailbox<number>) => {
   const c = mb.counts()
   assert.strictEqual(
     c.accepted,
-    c.processed + c.queued + c.inFlight + c.dropped.overflow + c.dropped.shutdown + c.dropped.failed + c.deadLettered
+    c.processed + c.queued + c.inFlight + c.dropped.overflow + c.dropped.shutdown + c.dropped.failed + c.deadLettered,
+    `accounting broken: ${JSON.stringify(c)}`
   )
 }
 
+/** Waiters are resumed through the scheduler: let ready fibers run. */
 const yieldMany = Effect.gen(function* () {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
 })
 
-describe("Mailbox", () => {
-  it("keeps FIFO order, stamps and extras through chunk growth and interleaved takes", () => {
-    const mb = new Mailbox<number>(10_000, "backpressure", 64, 1_000)
-    const expected: Array<{ item: number; stamp: number; extra: unknown }> = []
-    const got: Array<{ item: number; stamp: number; extra: unknown }> = []
-    let next = 0
-    for (let round = 0; round < 50; round++) {
-      const n = (round * 37) % 200
-      for (let i = 0; i < n; i++) {
-        const extra = next % 7 === 0 ? `p${next}` : undefined
-        assert.strictEqual(mb.offer(next, 1_000 + next * 3, extra), "accepted")
-        expected.push({ item: next, stamp: 1_000 + next * 3, extra })
-        next++
-      }
-      const t = mb.take((round % 5) * 30 + 1)
-      if (t !== undefined) {
-        for (let i = 0; i < t.items.length; i++) {
-          got.push({ item: t.items[i]!, stamp: t.base + t.offsets[i]!, extra: t.extras?.[i] })
-        }
-        mb.settle(t.segment, "processed")
-      }
-      balanced(mb)
+describe("Mailbox: order, stamps and extras", () => {
+  it("the first chunk grows in place past 16 items and a single take returns them all in order", () => {
+    const mb = new Mailbox<number>(1_000, "backpressure")
+    const expected: Array<Entry> = []
+    for (let i = 0; i < 300; i++) {
+      const extra = i % 11 === 0 ? `p${i}` : undefined
+      assert.strictEqual(mb.offer(i, 5_000 + i * 7, extra), "accepted")
+      expected.push({ item: i, stamp: 5_000 + i * 7, extra })
     }
-    got.push(...drainAll(mb))
-    assert.deepStrictEqual(got, expected)
-    assert.strictEqual(mb.counts().processed, next)
+    assert.strictEqual(mb.size, 300)
+    const t = mb.take(1_000)!
+    assert.strictEqual(t.items.length, 300)
+    assert.strictEqual(t.offsets.length, 300)
+    assert.deepStrictEqual(entries(t), expected)
+    assert.deepStrictEqual(t.segment, { start: 0, end: 300, done: false })
+    assert.strictEqual(mb.size, 0)
+    assert.isUndefined(mb.take(10))
+  })
+
+  it("interleaved offers and takes keep FIFO order, stamps and extras across chunk boundaries", () => {
+    // small chunks: takes split chunks, span several of them, and empty the tail chunk for reuse
+    for (const chunkSize of [1, 3, 8, 16, 64, 512]) {
+      const mb = new Mailbox<number>(2_000, "backpressure", chunkSize, 1_000)
+      const expected: Array<Entry> = []
+      const got: Array<Entry> = []
+      let next = 0
+      let segmentStart = 0
+      for (let round = 0; round < 60; round++) {
+        const n = (round * 37) % 90
+        for (let i = 0; i < n; i++) {
+          const extra = next % 7 === 0 ? { parent: next } : undefined
+          // stamps jump back and forth: offsets may be negative
+          const stamp = 1_000 + ((next * 7919) % 5_000) - 2_500
+          assert.strictEqual(mb.offer(next, stamp, extra), "accepted")
+          expected.push({ item: next, stamp, extra })
+          next++
+        }
+        const t = mb.take((round % 6) * 25 + 1)
+        if (t !== undefined) {
+          assert.strictEqual(t.segment.start, segmentStart, "queue indices are consecutive")
+          assert.strictEqual(t.segment.end, segmentStart + t.items.length)
+          segmentStart = t.segment.end
+          got.push(...entries(t))
+          mb.settle(t.segment, "processed")
+        }
+        assert.strictEqual(mb.size, expected.length - got.length)
+        balanced(mb)
+      }
+      got.push(...drainAll(mb, 13))
+      assert.deepStrictEqual(got, expected, `chunkSize ${chunkSize}`)
+      assert.strictEqual(mb.counts().processed, next)
+      assert.strictEqual(mb.counts().accepted, next)
+    }
+  })
+
+  it("a take that spans chunks with different bases gives every item its own stamp", () => {
+    const mb = new Mailbox<number>(100, "backpressure", 4, 0)
+    const stamps = [10, 11, 12, 13, 1_000_000, 1_000_001, 999_999, 7, 42, 43]
+    for (const [i, s] of stamps.entries()) mb.offer(i, s)
+    const first = mb.take(3)!
+    assert.deepStrictEqual(
+      entries(first).map((e) => e.stamp),
+      [10, 11, 12]
+    )
+    const rest = mb.take(100)!
+    assert.deepStrictEqual(
+      entries(rest).map((e) => e.stamp),
+      stamps.slice(3)
+    )
+    assert.deepStrictEqual(rest.items, [3, 4, 5, 6, 7, 8, 9])
+  })
+
+  it("extras is undefined when no item of the take has one, even if an earlier take had some", () => {
+    const mb = new Mailbox<number>(100, "backpressure", 4)
+    mb.offer(0, 0, "x")
+    mb.offer(1, 0)
+    mb.offer(2, 0)
+    mb.offer(3, 0)
+    mb.offer(4, 0)
+    const a = mb.take(1)!
+    assert.deepStrictEqual(a.extras, ["x"])
+    const b = mb.take(4)!
+    assert.deepStrictEqual(b.items, [1, 2, 3, 4])
+    assert.isUndefined(b.extras, "the chunk had an extras column, but none of these items has one")
+  })
+
+  // A zero-copy take trims the chunk's arrays to the items taken: all three columns.
+  it("a zero-copy take has exactly one extra slot per item", () => {
+    const mb = new Mailbox<number>(100, "backpressure")
+    mb.offer(1, 10)
+    mb.offer(2, 11, "parent")
+    mb.offer(3, 12)
+    const t = mb.take(10)!
+    assert.deepStrictEqual(t.items, [1, 2, 3])
+    assert.strictEqual(t.offsets.length, 3)
+    assert.strictEqual(t.extras?.[1], "parent")
+    assert.strictEqual(t.extras?.length, 3)
   })
 
   it("a take of a whole chunk hands out at most the chunk and keeps the rest queued", () => {
     const mb = new Mailbox<number>(1_000, "backpressure", 10)
-    for (let i = 0; i < 25; i++) mb.offer(i, 0)
+    for (let i = 0; i < 25; i++) mb.offer(i, i)
     const first = mb.take(10)!
     assert.deepStrictEqual(first.items, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     assert.strictEqual(mb.size, 15)
+    // offering more must not write into the arrays handed out
+    for (let i = 25; i < 40; i++) mb.offer(i, i)
+    assert.deepStrictEqual(first.items, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     const rest = mb.take(100)!
     assert.deepStrictEqual(
       rest.items,
-      Array.from({ length: 15 }, (_, i) => i + 10)
+      Array.from({ length: 30 }, (_, i) => i + 10)
+    )
+    assert.deepStrictEqual(
+      entries(rest).map((e) => e.stamp),
+      Array.from({ length: 30 }, (_, i) => i + 10)
     )
   })
 
-  it("backpressure: a full mailbox refuses without counting; refuseFull counts", () => {
+  it("take(max) takes at most max and at most what is queued; an empty mailbox gives undefined", () => {
+    const mb = new Mailbox<number>(10, "backpressure")
+    assert.isUndefined(mb.take(5))
+    assert.isUndefined(mb.drain())
+    for (let i = 0; i < 4; i++) mb.offer(i, 0)
+    assert.deepStrictEqual(mb.take(3)!.items, [0, 1, 2])
+    assert.deepStrictEqual(mb.take(3)!.items, [3])
+    assert.isUndefined(mb.take(3))
+    assert.strictEqual(mb.counts().inFlight, 4)
+  })
+})
+
+describe("Mailbox: overflow policies", () => {
+  it("backpressure: a full mailbox refuses with full, without counting; refuseFull counts", () => {
     const mb = new Mailbox<number>(3, "backpressure")
     assert.deepStrictEqual(
-      [1, 2, 3, 4].map((n) => mb.offer(n, 0)),
-      ["accepted", "accepted", "accepted", "full"]
+      [1, 2, 3, 4, 5].map((n) => mb.offer(n, 0)),
+      ["accepted", "accepted", "accepted", "full", "full"]
     )
-    assert.strictEqual(mb.counts().refused.full, 0)
+    assert.strictEqual(mb.offer(6, 0, "with extra"), "full")
+    const c = mb.counts()
+    assert.strictEqual(c.refused.full, 0, "offer does not count a full refusal")
+    assert.strictEqual(c.accepted, 3)
+    assert.strictEqual(c.queued, 3)
+    assert.strictEqual(c.dropped.overflow, 0)
+    assert.strictEqual(mb.watermark(), 3, "a refused event does not enter")
     mb.refuseFull()
-    assert.strictEqual(mb.counts().refused.full, 1)
-    assert.strictEqual(mb.counts().accepted, 3)
+    mb.refuseFull()
+    assert.strictEqual(mb.counts().refused.full, 2)
+    assert.strictEqual(mb.counts().accepted, 3, "refusals are counted apart")
+    balanced(mb)
+    const t = mb.take(1)!
+    assert.strictEqual(mb.offer(7, 0), "accepted", "room again after a take")
+    assert.strictEqual(mb.offer(8, 0), "full")
+    mb.settle(t.segment, "processed")
+    assert.deepStrictEqual(
+      drainAll(mb).map((e) => e.item),
+      [2, 3, 7]
+    )
     balanced(mb)
   })
 
-  it("dropNewest keeps the oldest and counts each drop", () => {
+  it("dropNewest keeps the oldest and counts each drop as accepted and dropped", () => {
     const mb = new Mailbox<number>(3, "dropNewest")
-    const results = [1, 2, 3, 4, 5].map((n) => mb.offer(n, 0))
+    const before = mb.watermark()
+    const results = [1, 2, 3, 4, 5].map((n) => mb.offer(n, n, n === 5 ? "x" : undefined))
     assert.deepStrictEqual(results, ["accepted", "accepted", "accepted", "dropped", "dropped"])
-    assert.strictEqual(mb.counts().dropped.overflow, 2)
-    assert.strictEqual(mb.counts().accepted, 5)
+    const c = mb.counts()
+    assert.strictEqual(c.dropped.overflow, 2)
+    assert.strictEqual(c.accepted, 5)
+    assert.strictEqual(c.queued, 3)
+    assert.deepStrictEqual(c.refused, { full: 0, closed: 0 })
+    assert.strictEqual(mb.watermark(), before + 3, "a dropped event never enters the queue")
     balanced(mb)
-    assert.deepStrictEqual(
-      drainAll(mb).map((e) => e.item),
-      [1, 2, 3]
-    )
+    assert.deepStrictEqual(drainAll(mb), [
+      { item: 1, stamp: 1, extra: undefined },
+      { item: 2, stamp: 2, extra: undefined },
+      { item: 3, stamp: 3, extra: undefined }
+    ])
+    balanced(mb)
   })
 
   it("dropOldest keeps the newest; an evicted event is terminal at once", () => {
     const mb = new Mailbox<number>(3, "dropOldest")
-    for (let i = 1; i <= 3; i++) mb.offer(i, 0)
+    for (let i = 1; i <= 3; i++) mb.offer(i, i, `e${i}`)
     const mark = mb.watermark()
     assert.isFalse(mb.isTerminal(mark))
-    mb.offer(4, 0)
-    mb.offer(5, 0)
+    assert.strictEqual(mb.offer(4, 4), "accepted")
+    assert.strictEqual(mb.offer(5, 5), "accepted")
     assert.strictEqual(mb.counts().dropped.overflow, 2)
+    assert.strictEqual(mb.counts().accepted, 5)
+    assert.strictEqual(mb.size, 3)
     assert.isFalse(mb.isTerminal(mark), "event 3 is still queued")
-    mb.offer(6, 0)
+    assert.isTrue(mb.isTerminal(2), "events 1 and 2 were evicted: terminal")
+    mb.offer(6, 6)
     assert.isTrue(mb.isTerminal(mark), "1, 2 and 3 were evicted: terminal")
     balanced(mb)
-    assert.deepStrictEqual(
-      drainAll(mb).map((e) => e.item),
-      [4, 5, 6]
-    )
+    assert.deepStrictEqual(drainAll(mb), [
+      { item: 4, stamp: 4, extra: undefined },
+      { item: 5, stamp: 5, extra: undefined },
+      { item: 6, stamp: 6, extra: undefined }
+    ])
+  })
+
+  it("dropOldest evicts through several chunks and never leaks an evicted extra", () => {
+    const mb = new Mailbox<number>(5, "dropOldest", 2)
+    for (let i = 0; i < 23; i++) mb.offer(i, 100 + i, i % 2 === 0 ? `e${i}` : undefined)
+    assert.strictEqual(mb.counts().dropped.overflow, 18)
+    const got = drainAll(mb, 2)
+    assert.deepStrictEqual(got, [
+      { item: 18, stamp: 118, extra: "e18" },
+      { item: 19, stamp: 119, extra: undefined },
+      { item: 20, stamp: 120, extra: "e20" },
+      { item: 21, stamp: 121, extra: undefined },
+      { item: 22, stamp: 122, extra: "e22" }
+    ])
+    assert.isTrue(mb.isTerminal(mb.watermark()))
+    balanced(mb)
+  })
+})
+
+describe("Mailbox: close, drain and settle", () => {
+  it("closed refuses and counts refused.closed; what was queued can still be drained", () => {
+    const mb = new Mailbox<number>(100, "backpressure", 4)
+    for (let i = 0; i < 9; i++) mb.offer(i, 0)
+    mb.close()
+    mb.close()
+    assert.isTrue(mb.closed)
+    assert.strictEqual(mb.offer(99, 0), "closed")
+    assert.strictEqual(mb.offer(100, 0, "x"), "closed")
+    let c = mb.counts()
+    assert.strictEqual(c.refused.closed, 2)
+    assert.strictEqual(c.accepted, 9, "refused events are not accepted")
+    assert.strictEqual(mb.watermark(), 9)
+    const rest = mb.drain()!
+    assert.deepStrictEqual(rest.items, [0, 1, 2, 3, 4, 5, 6, 7, 8])
+    assert.isUndefined(mb.drain())
+    mb.settle(rest.segment, "shutdown")
+    c = mb.counts()
+    assert.strictEqual(c.dropped.shutdown, 9)
+    assert.strictEqual(c.inFlight, 0)
+    assert.isTrue(mb.isTerminal(mb.watermark()))
+    balanced(mb)
+  })
+
+  it("a full dropping mailbox still refuses once closed", () => {
+    for (const overflow of ["dropNewest", "dropOldest"] as const) {
+      const mb = new Mailbox<number>(2, overflow)
+      mb.offer(1, 0)
+      mb.offer(2, 0)
+      mb.close()
+      assert.strictEqual(mb.offer(3, 0), "closed", overflow)
+      assert.strictEqual(mb.counts().dropped.overflow, 0, overflow)
+      assert.strictEqual(mb.counts().refused.closed, 1, overflow)
+      assert.deepStrictEqual(mb.drain()!.items, [1, 2], overflow)
+    }
+  })
+
+  it("each outcome lands in its own counter; settling twice counts once", () => {
+    const mb = new Mailbox<number>(100, "backpressure")
+    for (let i = 0; i < 15; i++) mb.offer(i, 0)
+    const outcomes = ["processed", "deadLettered", "failed", "shutdown", "overflow"] as const
+    for (const outcome of outcomes) {
+      const t = mb.take(3)!
+      mb.settle(t.segment, outcome)
+      mb.settle(t.segment, "processed")
+      assert.isTrue(t.segment.done)
+      balanced(mb)
+    }
+    assert.deepStrictEqual(mb.counts(), {
+      accepted: 15,
+      processed: 3,
+      queued: 0,
+      inFlight: 0,
+      dropped: { overflow: 3, shutdown: 3, failed: 3 },
+      deadLettered: 3,
+      refused: { full: 0, closed: 0 }
+    })
+  })
+})
+
+describe("Mailbox: flush watermarks", () => {
+  it("stay exact when batches settle out of order", () => {
+    const mb = new Mailbox<number>(100, "backpressure", 5)
+    for (let i = 0; i < 10; i++) mb.offer(i, 0)
+    const markA = mb.watermark() - 5 // the first five
+    const a = mb.take(5)!
+    const b = mb.take(5)!
+    const markB = mb.watermark()
+    assert.strictEqual(markB, 10)
+    mb.settle(b.segment, "processed")
+    assert.isFalse(mb.isTerminal(markA), "the first batch has not settled")
+    assert.isFalse(mb.isTerminal(markB))
+    assert.isTrue(mb.isTerminal(0))
+    mb.settle(a.segment, "deadLettered")
+    assert.isTrue(mb.isTerminal(markA))
+    assert.isTrue(mb.isTerminal(markB))
+    assert.strictEqual(mb.counts().deadLettered, 5)
+    assert.strictEqual(mb.counts().processed, 5)
+    balanced(mb)
+  })
+
+  it("a mark waits for the slowest batch before it, not for those after it", () => {
+    const mb = new Mailbox<number>(100, "backpressure")
+    for (let i = 0; i < 3; i++) mb.offer(i, 0)
+    const a = mb.take(1)!
+    const b = mb.take(1)!
+    const markAB = mb.watermark() - 1 // events 0 and 1
+    const c = mb.take(1)!
+    mb.settle(b.segment, "processed")
+    mb.settle(c.segment, "processed")
+    assert.isFalse(mb.isTerminal(1))
+    assert.isFalse(mb.isTerminal(markAB))
+    mb.settle(a.segment, "failed")
+    assert.isTrue(mb.isTerminal(markAB))
+    assert.isTrue(mb.isTerminal(3))
+    assert.isFalse(mb.isTerminal(4), "nothing has entered at index 3 yet")
   })
 
   it("dropOldest evictions while a batch is in flight keep the flush watermark exact", () => {
@@ -121,67 +365,137 @@ describe("Mailbox", () => {
     mb.offer(5, 0) // evicts 3
     mb.offer(6, 0) // evicts 4
     assert.isFalse(mb.isTerminal(mark), "1 and 2 are still in flight")
+    assert.isFalse(mb.isTerminal(1))
     mb.settle(inFlight.segment, "processed")
     assert.isTrue(mb.isTerminal(mark))
+    assert.isFalse(mb.isTerminal(mark + 1), "5 is still queued")
     balanced(mb)
   })
 
-  it("flush marks stay exact when batches settle out of order", () => {
-    const mb = new Mailbox<number>(100, "backpressure", 5)
-    for (let i = 0; i < 10; i++) mb.offer(i, 0)
-    const a = mb.take(5)!
-    const markA = 5
-    const b = mb.take(5)!
-    const markB = mb.watermark()
-    mb.settle(b.segment, "processed")
-    assert.isFalse(mb.isTerminal(markA), "the first batch has not settled")
-    assert.isFalse(mb.isTerminal(markB))
-    mb.settle(a.segment, "deadLettered")
-    assert.isTrue(mb.isTerminal(markA))
-    assert.isTrue(mb.isTerminal(markB))
-    assert.strictEqual(mb.counts().deadLettered, 5)
-    balanced(mb)
-  })
-
-  it("closed refuses and counts; drain takes everything left", () => {
-    const mb = new Mailbox<number>(100, "backpressure", 4)
-    for (let i = 0; i < 9; i++) mb.offer(i, 0)
-    mb.close()
-    assert.strictEqual(mb.offer(99, 0), "closed")
-    assert.strictEqual(mb.counts().refused.closed, 1)
+  it("evictions after a settled batch that waits behind an in-flight one join the right run", () => {
+    const mb = new Mailbox<number>(2, "dropOldest", 1)
+    mb.offer(0, 0)
+    mb.offer(1, 0)
+    const a = mb.take(1)! // 0
+    const b = mb.take(1)! // 1
+    mb.settle(b.segment, "processed") // done, but behind a
+    mb.offer(2, 0)
+    mb.offer(3, 0)
+    mb.offer(4, 0) // evicts 2
+    mb.offer(5, 0) // evicts 3
+    assert.isFalse(mb.isTerminal(1))
+    assert.isFalse(mb.isTerminal(4))
+    mb.settle(a.segment, "processed")
+    assert.isTrue(mb.isTerminal(4), "0 and 1 settled, 2 and 3 evicted")
+    assert.isFalse(mb.isTerminal(5), "4 is still queued")
     const rest = mb.drain()!
-    assert.deepStrictEqual(rest.items, [0, 1, 2, 3, 4, 5, 6, 7, 8])
-    mb.settle(rest.segment, "shutdown")
-    assert.strictEqual(mb.counts().dropped.shutdown, 9)
+    assert.deepStrictEqual(rest.items, [4, 5])
+    mb.settle(rest.segment, "processed")
     assert.isTrue(mb.isTerminal(mb.watermark()))
+    assert.strictEqual(mb.counts().dropped.overflow, 2)
     balanced(mb)
   })
+})
 
-  it.effect("awaitSize, awaitSpace and awaitTerminal resume when the condition holds", () =>
+describe("Mailbox: waiting", () => {
+  it.effect("awaitSpace resumes after a take, through the scheduler", () =>
     Effect.gen(function* () {
       const mb = new Mailbox<number>(2, "backpressure")
-      const sized = yield* Effect.forkChild(mb.awaitSize(2))
-      yield* yieldMany
       mb.offer(1, 0)
-      yield* yieldMany
-      assert.isUndefined(sized.pollUnsafe())
       mb.offer(2, 0)
-      yield* Fiber.join(sized)
-
       const spaced = yield* Effect.forkChild(mb.awaitSpace())
       yield* yieldMany
       assert.isUndefined(spaced.pollUnsafe(), "full: waits for room")
-      const t = mb.take(1)!
+      mb.offer(3, 0)
+      yield* yieldMany
+      assert.isUndefined(spaced.pollUnsafe(), "a refused offer makes no room")
+      mb.take(1)
+      assert.isUndefined(spaced.pollUnsafe(), "not resumed inside take")
+      yield* yieldMany
+      assert.isDefined(spaced.pollUnsafe())
       yield* Fiber.join(spaced)
+      assert.strictEqual(mb.offer(3, 0), "accepted")
+    })
+  )
 
-      const flushed = yield* Effect.forkChild(mb.awaitTerminal(mb.watermark()))
+  it.effect("awaitSpace returns at once with room, and resumes when the mailbox closes", () =>
+    Effect.gen(function* () {
+      const mb = new Mailbox<number>(1, "backpressure")
+      yield* mb.awaitSpace()
+      mb.offer(1, 0)
+      const spaced = yield* Effect.forkChild(mb.awaitSpace())
+      yield* yieldMany
+      assert.isUndefined(spaced.pollUnsafe())
+      mb.close()
+      yield* yieldMany
+      assert.isDefined(spaced.pollUnsafe())
+      yield* Fiber.join(spaced)
+      assert.strictEqual(mb.offer(2, 0), "closed")
+    })
+  )
+
+  it.effect("several awaitSpace waiters are all resumed by a take", () =>
+    Effect.gen(function* () {
+      const mb = new Mailbox<number>(1, "backpressure")
+      mb.offer(1, 0)
+      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(mb.awaitSpace()))
+      yield* yieldMany
+      for (const f of fibers) assert.isUndefined(f.pollUnsafe())
+      mb.take(1)
+      yield* yieldMany
+      for (const f of fibers) assert.isDefined(f.pollUnsafe())
+    })
+  )
+
+  it.effect("awaitSize resumes once n items are queued, or on close", () =>
+    Effect.gen(function* () {
+      const mb = new Mailbox<number>(10, "backpressure")
+      const sized = yield* Effect.forkChild(mb.awaitSize(3))
+      yield* yieldMany
+      mb.offer(1, 0)
+      mb.offer(2, 0)
+      yield* yieldMany
+      assert.isUndefined(sized.pollUnsafe(), "2 of 3")
+      mb.offer(3, 0)
+      assert.isUndefined(sized.pollUnsafe(), "not resumed inside offer")
+      yield* yieldMany
+      assert.isDefined(sized.pollUnsafe())
+      yield* Fiber.join(sized)
+
+      yield* mb.awaitSize(3) // already there: at once
+      mb.take(10)
+      const waiting = yield* Effect.forkChild(mb.awaitSize(1))
+      yield* yieldMany
+      assert.isUndefined(waiting.pollUnsafe())
+      mb.close()
+      yield* yieldMany
+      assert.isDefined(waiting.pollUnsafe(), "close wakes it")
+      yield* mb.awaitSize(100) // closed: at once
+    })
+  )
+
+  it.effect("awaitTerminal resumes when the mark's events have settled, through the scheduler", () =>
+    Effect.gen(function* () {
+      const mb = new Mailbox<number>(10, "backpressure")
+      yield* mb.awaitTerminal(mb.watermark()) // nothing entered: at once
+      mb.offer(1, 0)
+      mb.offer(2, 0)
+      const mark = mb.watermark()
+      const t = mb.take(1)!
+      const flushed = yield* Effect.forkChild(mb.awaitTerminal(mark))
       yield* yieldMany
       assert.isUndefined(flushed.pollUnsafe())
+      mb.offer(3, 0) // after the mark: not waited for
       mb.settle(t.segment, "processed")
       yield* yieldMany
-      assert.isUndefined(flushed.pollUnsafe(), "one event is still queued")
-      mb.settle(mb.take(10)!.segment, "processed")
+      assert.isUndefined(flushed.pollUnsafe(), "event 2 is still queued")
+      const u = mb.take(1)!
+      mb.settle(u.segment, "processed")
+      assert.isUndefined(flushed.pollUnsafe(), "not resumed inside settle")
+      yield* yieldMany
+      assert.isDefined(flushed.pollUnsafe())
       yield* Fiber.join(flushed)
+      assert.isFalse(mb.isTerminal(mb.watermark()), "event 3 is still queued")
     })
   )
 
