@@ -101,3 +101,97 @@ export class ShutdownDeadline extends Schema.TaggedError<ShutdownDeadline>()("Sh
     return `shutdown deadline of ${this.timeoutMs} ms passed before ${this.type} events were delivered`
   }
 }
+
+/**
+ * No registered event type answers to the name (or `name@version`) asked for. The
+ * message says what was asked, what the app has, and close names as suggestions.
+ *
+ * @category errors
+ */
+export class EventNotFound extends Schema.TaggedError<EventNotFound>()("EventNotFound", {
+  /** What was asked, as given. */
+  asked: Schema.String,
+  /** Why nothing matched, in words (a sentence without a final period). */
+  reason: Schema.String,
+  /** Close names (or keys) that do exist, closest first. */
+  suggestions: Schema.Array(Schema.String)
+}) {
+  readonly code = "CAIRN_EVENT_NOT_FOUND"
+  override get message(): string {
+    const hint = this.suggestions.length > 0 ? `; did you mean ${this.suggestions.join(" or ")}?` : ""
+    return `${this.reason}${hint}`
+  }
+}
+
+/**
+ * One problem found in event data: where (a path of keys and indexes) and what.
+ *
+ * @category models
+ */
+export const ValidationIssue = Schema.Struct({
+  path: Schema.Array(Schema.Union([Schema.String, Schema.Number])),
+  message: Schema.String
+})
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/
+
+/** A path as code would write it: `items[2].name`, `["odd key"]`. */
+const formatPath = (path: ReadonlyArray<string | number>): string =>
+  path
+    .map((p, i) =>
+      typeof p === "number" ? `[${p}]` : IDENTIFIER.test(p) ? (i === 0 ? p : `.${p}`) : `[${JSON.stringify(p)}]`
+    )
+    .join("")
+
+/**
+ * Event data did not decode with its type's schema; every issue is listed with its
+ * path. The event was not queued (it is counted as rejected).
+ *
+ * @category errors
+ */
+export class ValidationError extends Schema.TaggedError<ValidationError>()("ValidationError", {
+  type: Schema.String,
+  issues: Schema.Array(ValidationIssue)
+}) {
+  readonly code = "CAIRN_VALIDATION"
+  override get message(): string {
+    const n = this.issues.length
+    const list = this.issues
+      .map((i) => (i.path.length === 0 ? i.message : `${formatPath(i.path)}: ${i.message}`))
+      .join("; ")
+    return `invalid data for ${this.type} (${n} issue${n === 1 ? "" : "s"}): ${list}`
+  }
+}
+
+/**
+ * A handler with the same name is already registered for the event type: handler
+ * names identify them in metrics, logs and dead letters.
+ *
+ * @category errors
+ */
+export class DuplicateHandler extends Schema.TaggedError<DuplicateHandler>()("DuplicateHandler", {
+  type: Schema.String,
+  handler: Schema.String
+}) {
+  readonly code = "CAIRN_DUPLICATE_HANDLER"
+  override get message(): string {
+    return `a handler named "${this.handler}" is already registered for ${this.type}`
+  }
+}
+
+/**
+ * An option of a handler or supervisor is invalid. Thrown where it is defined: an
+ * invalid definition is a programming error found at start-up.
+ *
+ * @category errors
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  /** What was being defined, e.g. `handler "audit"`. */
+  subject: Schema.String,
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_INVALID_OPTIONS"
+  override get message(): string {
+    return `${this.subject}: ${this.reason}`
+  }
+}

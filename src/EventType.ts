@@ -9,8 +9,9 @@
  *
  * @since 0.1.0
  */
-import { Schedule, type Schema } from "effect"
-import { InvalidEventType } from "./Errors.ts"
+import { Effect, Exit, Schedule, Schema, SchemaIssue } from "effect"
+import { InvalidEventType, ValidationError } from "./Errors.ts"
+import type { Handler } from "./Handler.ts"
 
 /**
  * `must`: never dropped; a full mailbox applies backpressure; shutdown delivers them.
@@ -132,6 +133,9 @@ export interface EventType<A, I = A> extends Options {
   /** `name@version`. */
   readonly key: string
   readonly schema: Schema.Codec<A, I>
+  /** Handlers declared with the type; they run before those registered by name. */
+  // biome-ignore lint/suspicious/noExplicitAny: erased so that EventType stays covariant in A
+  readonly handlers: ReadonlyArray<Handler<any>>
 }
 
 /**
@@ -154,7 +158,8 @@ export type Data<T> = T extends EventType<infer A, infer _I> ? A : never
  *
  * @category models
  */
-export interface MakeOptions {
+// biome-ignore lint/suspicious/noExplicitAny: the handlers' data type follows the schema's
+export interface MakeOptions<A = any> {
   readonly delivery?: Delivery
   readonly batch?: Partial<BatchOptions>
   readonly priority?: number
@@ -162,6 +167,8 @@ export interface MakeOptions {
   readonly concurrency?: number
   readonly retry?: Schedule.Schedule<unknown, unknown>
   readonly timeoutMs?: number
+  /** Handlers of this type's events, run before handlers registered by name, in this order. */
+  readonly handlers?: ReadonlyArray<Handler<NoInfer<A>>>
 }
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)+$/
@@ -189,7 +196,7 @@ export const make = <A, I>(
   name: string,
   version: number,
   schema: Schema.Codec<A, I>,
-  options: MakeOptions = {}
+  options: MakeOptions<A> = {}
 ): EventType<A, I> => {
   const key = `${name}@${version}`
   const fail = (reason: string): never => {
@@ -222,6 +229,12 @@ export const make = <A, I>(
   if (!isPositiveInt(concurrency)) fail("concurrency must be a positive integer")
   if (!(timeoutMs > 0)) fail("timeoutMs must be > 0")
   if (!Number.isFinite(priority)) fail("priority must be a finite number")
+  const handlers = options.handlers ?? []
+  const names = new Set<string>()
+  for (const h of handlers) {
+    if (names.has(h.name)) fail(`two handlers are named "${h.name}"`)
+    names.add(h.name)
+  }
   return {
     [TypeId]: TypeId,
     [CacheOwner]: undefined,
@@ -236,7 +249,8 @@ export const make = <A, I>(
     mailbox,
     concurrency,
     retry: options.retry ?? defaults.retry,
-    timeoutMs
+    timeoutMs,
+    handlers
   }
 }
 
@@ -259,3 +273,77 @@ export const parseKey = (key: string): { readonly name: string; readonly version
   if (!Number.isSafeInteger(version) || version < 1) return undefined
   return { name: key.slice(0, at), version }
 }
+
+type Decoder = (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+const decoders = new WeakMap<Any, Decoder>()
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const decoderOf = (type: Any): Decoder => {
+  let decoder = decoders.get(type)
+  if (decoder === undefined) {
+    decoder = Schema.decodeUnknownExit(type.schema as Schema.Codec<unknown, unknown>, { errors: "all" })
+    decoders.set(type, decoder)
+  }
+  return decoder
+}
+
+/**
+ * Decodes data with the type's schema, or throws a {@link ValidationError} listing
+ * every issue with its path. The name-based `log` runs it before an event is queued.
+ *
+ * @category validation
+ */
+export const decodeUnsafe = <A, I>(type: EventType<A, I>, data: unknown): A => {
+  const exit = decoderOf(type)(data)
+  if (Exit.isSuccess(exit)) return exit.value as A
+  throw validationError(type, exit)
+}
+
+/**
+ * Decodes data with the type's schema; fails with a {@link ValidationError}.
+ *
+ * @category validation
+ */
+export const decode = <A, I>(type: EventType<A, I>, data: unknown): Effect.Effect<A, ValidationError> =>
+  Effect.suspend(() => {
+    const exit = decoderOf(type)(data)
+    return Exit.isSuccess(exit) ? Effect.succeed(exit.value as A) : Effect.fail(validationError(type, exit))
+  })
+
+const validationError = (type: Any, exit: Exit.Failure<unknown, Schema.SchemaError>): ValidationError => {
+  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+  if (failure === undefined || !Schema.isSchemaError(failure.error)) {
+    // a defect in a schema transformation: report it as one issue rather than crash the caller
+    return new ValidationError({ type: type.key, issues: [{ path: [], message: String(exit.cause) }] })
+  }
+  const issues = formatIssues(failure.error.issue).issues.map((i) => ({
+    path: (i.path ?? []).map((p) => {
+      const k = typeof p === "object" && p !== null ? p.key : p
+      return typeof k === "number" ? k : String(k)
+    }),
+    message: i.message
+  }))
+  return new ValidationError({ type: type.key, issues })
+}
+
+/**
+ * A schema for the common "these keys must be present" case: an object whose listed
+ * keys are all present (any value, other keys allowed). Each missing key is one
+ * issue at its path.
+ *
+ * @example
+ * ```ts
+ * const DealClick = EventType.make("deals.DealClick", 1, EventType.requireKeys(["deal_id", "user_id", "code"]))
+ * ```
+ *
+ * @category validation
+ */
+export const requireKeys = <const K extends string>(
+  keys: ReadonlyArray<K>
+): Schema.Codec<{ readonly [k in K]: unknown } & { readonly [k: string]: unknown }> =>
+  Schema.Record(Schema.String, Schema.Unknown).check(
+    Schema.makeFilter((o: { readonly [k: string]: unknown }) => {
+      const missing = keys.filter((k) => !Object.hasOwn(o, k))
+      return missing.map((k) => ({ path: [k], issue: "Missing key" }))
+    })
+  ) as unknown as Schema.Codec<{ readonly [k in K]: unknown } & { readonly [k: string]: unknown }>

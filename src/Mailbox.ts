@@ -378,12 +378,16 @@ export class Mailbox<A> {
 
   /**
    * Settles an in-flight segment: all its items become `processed`, `deadLettered`
-   * or dropped (`failed`, `shutdown`, `overflow`).
+   * or dropped (`failed`, `shutdown`, `overflow`) — except its first `processedFirst`
+   * items, which were processed before the rest failed.
    */
-  settle(segment: Segment, outcome: "processed" | "deadLettered" | DropReason): void {
+  settle(segment: Segment, outcome: "processed" | "deadLettered" | DropReason, processedFirst = 0): void {
     if (segment.done) return
-    const n = segment.end - segment.start
-    this.inFlight -= n
+    const all = segment.end - segment.start
+    const first = Math.min(Math.max(0, processedFirst), all)
+    const n = all - first
+    this.inFlight -= all
+    this.processed += first
     switch (outcome) {
       case "processed":
         this.processed += n

@@ -51,6 +51,10 @@ export const series = {
     "cairn_trail_events_refused_total",
     "Events refused (never accepted), per type and reason (full, closed)"
   ),
+  rejected: counter(
+    "cairn_trail_events_rejected_total",
+    "Events rejected before queueing (never accepted), per type and reason (invalid); unknown_type without a type"
+  ),
   depth: gauge("cairn_trail_mailbox_depth", "Events queued, per type"),
   inFlight: gauge("cairn_trail_events_in_flight", "Events taken for processing and not yet settled, per type"),
   batchSize: histogram("cairn_trail_batch_size", "Events per settled batch, per type", batchSizeBoundaries()),
@@ -59,6 +63,25 @@ export const series = {
     "Milliseconds from taking a batch to settling it (retries included), per type",
     latencyBoundaries()
   )
+} as const
+
+/**
+ * The series of handlers, with attributes `type` and `handler`.
+ *
+ * @category series
+ */
+export const handlerSeries = {
+  accepted: counter("cairn_handler_events_accepted_total", "Events handed to a handler, per type and handler"),
+  processed: counter("cairn_handler_events_processed_total", "Events a handler handled successfully"),
+  dropped: counter(
+    "cairn_handler_events_dropped_total",
+    "Events a handler dropped, per reason (overflow, shutdown, failed)"
+  ),
+  deadLettered: counter("cairn_handler_events_dead_lettered_total", "Events of a must type a handler could not handle"),
+  depth: gauge("cairn_handler_mailbox_depth", "Events waiting for a handler"),
+  failures: counter("cairn_handler_failures_total", "Failed attempts of a handler (typed failures, defects, timeouts)"),
+  restarts: counter("cairn_handler_restarts_total", "Restarts of a handler by its supervisor"),
+  stopped: gauge("cairn_handler_stopped", "1 when the handler's supervisor stopped it")
 } as const
 
 /** @category metrics */
@@ -81,6 +104,63 @@ export const batchSize = series.batchSize()
 export const processingLatency = series.processingLatency()
 
 const noop = () => {}
+
+const counterOf = (context: Context.Context<never>, metric: Metric.Counter<number>, read: () => number) =>
+  Metric.registerUnsafe(metric, context, {
+    get: () => ({ count: read(), incremental: false }),
+    update: noop,
+    modify: noop
+  })
+const gaugeOf = (context: Context.Context<never>, metric: Metric.Gauge<number>, read: () => number) =>
+  Metric.registerUnsafe(metric, context, { get: () => ({ value: read() }), update: noop, modify: noop })
+
+/**
+ * What a handler's metrics read, besides its mailbox.
+ *
+ * @category models
+ */
+export interface HandlerReadings {
+  readonly failures: () => number
+  readonly restarts: () => number
+  readonly stopped: () => boolean
+}
+
+/**
+ * Registers the series of one handler of a type: read hooks over its mailbox and
+ * supervisor, exact at every read.
+ *
+ * @category constructors
+ */
+export const registerHandler = (
+  type: string,
+  handler: string,
+  mailbox: Mailbox<unknown>,
+  readings: HandlerReadings,
+  context: Context.Context<never>
+): void => {
+  const s = handlerSeries
+  const attrs = { type, handler }
+  const reason = (r: string) => ({ type, handler, reason: r })
+  counterOf(context, s.accepted(attrs), () => mailbox.accepted)
+  counterOf(context, s.processed(attrs), () => mailbox.processed)
+  counterOf(context, s.dropped(reason("overflow")), () => mailbox.droppedOverflow)
+  counterOf(context, s.dropped(reason("shutdown")), () => mailbox.droppedShutdown)
+  counterOf(context, s.dropped(reason("failed")), () => mailbox.droppedFailed)
+  counterOf(context, s.deadLettered(attrs), () => mailbox.deadLettered)
+  gaugeOf(context, s.depth(attrs), () => mailbox.size)
+  counterOf(context, s.failures(attrs), readings.failures)
+  counterOf(context, s.restarts(attrs), readings.restarts)
+  gaugeOf(context, s.stopped(attrs), () => (readings.stopped() ? 1 : 0))
+}
+
+/**
+ * Registers the counter of events rejected for an unknown type name.
+ *
+ * @category constructors
+ */
+export const registerUnknown = (read: () => number, context: Context.Context<never>): void => {
+  counterOf(context, series.rejected({ reason: "unknown_type" }), read)
+}
 
 /** A histogram kept as plain numbers, read as a `HistogramState`. */
 class Histogram {
@@ -139,7 +219,12 @@ export interface TypeMetrics {
  *
  * @category constructors
  */
-export const registerType = (type: string, mailbox: Mailbox<unknown>, context: Context.Context<never>): TypeMetrics => {
+export const registerType = (
+  type: string,
+  mailbox: Mailbox<unknown>,
+  context: Context.Context<never>,
+  rejectedInvalid: () => number = () => 0
+): TypeMetrics => {
   const attrs = { type }
   const reason = (r: string) => ({ type, reason: r })
   const counterOf = (metric: Metric.Counter<number>, read: () => number) =>
@@ -158,6 +243,7 @@ export const registerType = (type: string, mailbox: Mailbox<unknown>, context: C
   counterOf(series.deadLettered(attrs), () => mailbox.deadLettered)
   counterOf(series.refused(reason("full")), () => mailbox.refusedFull)
   counterOf(series.refused(reason("closed")), () => mailbox.refusedClosed)
+  counterOf(series.rejected(reason("invalid")), rejectedInvalid)
   gaugeOf(series.depth(attrs), () => mailbox.size)
   gaugeOf(series.inFlight(attrs), () => mailbox.inFlight)
   const sizes = new Histogram(batchSizeBounds)

@@ -23,12 +23,22 @@ import { type Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Sc
 import * as Actor from "./Actor.ts"
 import { Batch } from "./Batch.ts"
 import { type Envelope, IdGenerator, Origin } from "./Envelope.ts"
-import { DuplicateEventType, TrailClosed } from "./Errors.ts"
+import {
+  DuplicateEventType,
+  type DuplicateHandler,
+  type EventNotFound,
+  InvalidOptions,
+  TrailClosed,
+  type ValidationError
+} from "./Errors.ts"
 import * as EventType from "./EventType.ts"
+import * as Handler from "./Handler.ts"
 import { SampledClock } from "./internal/clock.ts"
 import * as Pool from "./internal/pool.ts"
 import { type Counts, Mailbox, type OfferResult } from "./Mailbox.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Registry from "./Registry.ts"
+import * as Supervisor from "./Supervisor.ts"
 
 /**
  * Processes one batch. A failure or defect is retried on the type's schedule.
@@ -66,8 +76,10 @@ export const route = <A, I>(type: EventType.EventType<A, I>, process: Processor<
 export interface DeadLetter {
   /** Type key, `name@version`. */
   readonly type: string
-  /** The events, column by column. */
-  readonly batch: Batch
+  /** The handler that could not handle the events; absent for the type's own processing. */
+  readonly handler?: string
+  /** The events, column by column (the type's own processing; `undefined` for a handler's). */
+  readonly batch: Batch | undefined
   /** The events in their envelopes (`batch.events`). */
   readonly events: ReadonlyArray<Envelope>
   readonly cause: Cause.Cause<unknown>
@@ -92,6 +104,25 @@ export interface LogOptions {
 export interface TypeStats extends Counts {
   readonly type: string
   readonly delivery: EventType.Delivery
+  /** Events refused by validation (never accepted, not in `accepted`). */
+  readonly rejected: { readonly invalid: number }
+  /** Each handler's own accounting, by handler name, in the order handlers get events. */
+  readonly handlers: Readonly<Record<string, HandlerStats>>
+}
+
+/**
+ * Counters of one handler: its own accounting identity over the events handed to
+ * it, and its supervision.
+ *
+ * @category models
+ */
+export interface HandlerStats extends Counts {
+  readonly handler: string
+  /** Failed attempts (typed failures, defects, timeouts), retries included. */
+  readonly failures: number
+  readonly restarts: number
+  /** Stopped by its supervisor: it takes no more events. */
+  readonly stopped: boolean
 }
 
 /**
@@ -102,6 +133,8 @@ export interface TypeStats extends Counts {
 export interface Stats {
   readonly types: Readonly<Record<string, TypeStats>>
   readonly totals: Counts
+  /** Events rejected before queueing: unknown type names, and invalid data (all types). */
+  readonly rejected: { readonly unknownType: number; readonly invalid: number }
   /** Dead-letter batches kept in memory now (at most `deadLetterCapacity`). */
   readonly deadLetters: number
   /** Dead-letter batches let go from memory to respect `deadLetterCapacity` (oldest first). */
@@ -140,6 +173,13 @@ export interface Options {
    * Default `1_000`.
    */
   readonly deadLetterCapacity?: number
+  /**
+   * The registry of event types and handlers the trail follows (types registered
+   * there get an actor; handlers added there start). Default: a new one.
+   */
+  readonly registry?: Registry.Registry
+  /** Handler batches run at once across all handlers of the trail. Default `4`. */
+  readonly handlerConcurrency?: number
 }
 
 /**
@@ -152,7 +192,8 @@ export const defaults = {
   shutdownTimeoutMs: 10_000,
   droppableBudgetMs: 100,
   clockSampling: 64,
-  deadLetterCapacity: 1_000
+  deadLetterCapacity: 1_000,
+  handlerConcurrency: 4
 } as const
 
 /**
@@ -173,18 +214,45 @@ export interface Service {
   /**
    * Records an event; waits for room when a `backpressure` mailbox is full. Succeeds
    * with `"accepted"`, or `"dropped"` when a droppable type's policy dropped it.
+   *
+   * By name (`"app.Name"`: the latest registered version; `"app.Name@2"`: that
+   * version), the data is decoded with the type's schema first: an unknown name
+   * fails with {@link EventNotFound}, invalid data with {@link ValidationError}
+   * (never queued; counted as rejected).
    */
-  readonly log: <A, I>(
-    type: EventType.EventType<A, I>,
-    data: A,
-    options?: LogOptions
-  ) => Effect.Effect<"accepted" | "dropped", TrailClosed>
+  readonly log: {
+    <A, I>(
+      type: EventType.EventType<A, I>,
+      data: A,
+      options?: LogOptions
+    ): Effect.Effect<"accepted" | "dropped", TrailClosed>
+    (
+      name: string,
+      data: unknown,
+      options?: LogOptions
+    ): Effect.Effect<"accepted" | "dropped", TrailClosed | EventNotFound | ValidationError>
+  }
   /**
    * Records an event synchronously; never blocks, never throws for a full mailbox:
    * the result says what happened (`"full"` and `"closed"` are refusals, counted).
-   * Throws {@link DuplicateEventType} if the type is new and its key is taken.
+   * Throws {@link DuplicateEventType} if the type is new and its key is taken. By
+   * name, as `log`, it throws {@link EventNotFound} or {@link ValidationError}.
    */
-  readonly logUnsafe: <A, I>(type: EventType.EventType<A, I>, data: A, options?: LogOptions) => OfferResult
+  readonly logUnsafe: {
+    <A, I>(type: EventType.EventType<A, I>, data: A, options?: LogOptions): OfferResult
+    (name: string, data: unknown, options?: LogOptions): OfferResult
+  }
+  /**
+   * Adds a handler after the declared ones (see {@link Registry.Registry.on}): to every
+   * version of a name, to one version (`name@version`), or to a type. It starts at once
+   * and gets the events dispatched from then on.
+   */
+  readonly on: (
+    target: string | EventType.Any,
+    handler: Handler.Handler
+  ) => Effect.Effect<void, EventNotFound | DuplicateHandler | DuplicateEventType>
+  /** The registry the trail follows. */
+  readonly registry: Registry.Registry
   /** Waits until every event accepted before the call has reached a terminal state. */
   readonly flush: Effect.Effect<void>
   readonly stats: Effect.Effect<Stats>
@@ -208,6 +276,33 @@ interface Lane {
   readonly type: EventType.Any
   readonly mailbox: Mailbox<unknown>
   readonly key: string
+  /** Its handlers, in the order they get events. */
+  readonly children: Array<Child>
+  /** Events refused by validation. */
+  rejectedInvalid: number
+}
+
+/** A handler of one type, run as an actor on the trail's handler pool. */
+interface Child {
+  readonly handler: Handler.Handler
+  readonly mailbox: Mailbox<Envelope>
+  readonly supervisor: Supervisor.Child
+  /** Whether a full mailbox holds the type's actor back (`backpressure`) rather than dropping. */
+  readonly holds: boolean
+  actor: Pool.Lane<Envelope, HandlerBatch> | undefined
+  /** The handle function built by the handler's `start` (again at each restart). */
+  handle: Handler.Handle | undefined
+  failures: number
+}
+
+/**
+ * A batch of a handler: its events, how far it went (a retry resumes there), and
+ * how many of those were given up (skipped after their retries).
+ */
+interface HandlerBatch {
+  readonly events: ReadonlyArray<Envelope>
+  done: number
+  skipped: number
 }
 
 const zeroCounts = (): {
@@ -258,14 +353,182 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     const runFork = Effect.runForkWith(context)
     const pool = new Pool.Pool(concurrency, clockService, scope, runFork)
     yield* pool.start()
+    // handlers run on a pool of their own: a type's actor waiting for room in a
+    // handler's mailbox can never hold the workers that handler needs
+    const handlerPool = new Pool.Pool(
+      options.handlerConcurrency ?? defaults.handlerConcurrency,
+      clockService,
+      scope,
+      runFork
+    )
+    yield* handlerPool.start()
+    const registry = options.registry ?? Registry.make()
     const lanes = new Map<EventType.Any, Lane>()
     const byKey = new Map<string, Lane>()
     const deadLetters: Array<DeadLetter> = []
     const deadLetterCapacity = options.deadLetterCapacity ?? defaults.deadLetterCapacity
     let deadLettersEvicted = 0
+    let rejectedUnknown = 0
+    Metrics.registerUnknown(() => rejectedUnknown, context)
     let closed = false
     /** This trail's token in the types' cache slots. */
     const token = {}
+    /** The type the trail itself is registering (its registry echo is ignored). */
+    let registering: EventType.Any | undefined
+
+    const recordDeadLetter = (deadLetter: DeadLetter): void => {
+      deadLetters.push(deadLetter)
+      if (deadLetters.length > deadLetterCapacity) {
+        deadLetters.shift()
+        deadLettersEvicted++
+      }
+      options.onDeadLetter?.(deadLetter)
+    }
+
+    /** Events the type's actor may take now: the least room among handlers that hold it back. */
+    const roomOf = (lane: Lane) => (): number => {
+      let room = Number.POSITIVE_INFINITY
+      for (const child of lane.children) {
+        if (!child.holds) continue
+        const free = child.mailbox.capacity - child.mailbox.size
+        if (free < room) room = free
+      }
+      return room
+    }
+
+    /** Hands each event of a batch to each handler, in order. Synchronous, once per batch. */
+    const dispatch = (lane: Lane, batch: Batch): void => {
+      const children = lane.children
+      const events = batch.events
+      for (let c = 0; c < children.length; c++) {
+        const child = children[c]!
+        for (let i = 0; i < events.length; i++) {
+          const event = events[i]!
+          const result = child.mailbox.offer(event, event.happenedAt)
+          // cannot happen: the actor took no more than the room (counted if it ever does)
+          if (result === "full") child.mailbox.refuseFull()
+        }
+      }
+    }
+
+    const addChild = (lane: Lane, handler: Handler.Handler): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const type = lane.type
+        const overflow = handler.options.mailbox?.overflow ?? (type.delivery === "must" ? "backpressure" : "dropNewest")
+        if (type.delivery === "must" && overflow !== "backpressure") {
+          return Effect.die(
+            new InvalidOptions({
+              subject: `handler "${handler.name}" of ${type.key}`,
+              reason: `a must type is never dropped: the handler's mailbox overflow must be "backpressure", not "${overflow}"`
+            })
+          )
+        }
+        const maxBatch = handler.options.maxBatch ?? Handler.defaults.maxBatch
+        const mailbox = new Mailbox<Envelope>(
+          handler.options.mailbox?.capacity ?? Handler.defaults.capacity,
+          overflow,
+          Math.min(maxBatch, 512),
+          clockService.currentTimeMillisUnsafe()
+        )
+        const name = `${type.key}/${handler.name}`
+        const child: Child = {
+          handler,
+          mailbox,
+          supervisor: new Supervisor.Child(name, handler.options.supervisor),
+          holds: overflow === "backpressure",
+          actor: undefined,
+          handle: undefined,
+          failures: 0
+        }
+        const run = (batch: HandlerBatch): Effect.Effect<void, unknown> =>
+          Effect.gen(function* () {
+            const events = batch.events
+            while (batch.done < events.length) {
+              if (child.handle === undefined) child.handle = yield* handler.start
+              yield* child.handle(events[batch.done]!)
+              batch.done++
+            }
+          })
+        Metrics.registerHandler(
+          type.key,
+          handler.name,
+          mailbox as Mailbox<unknown>,
+          {
+            failures: () => child.failures,
+            restarts: () => child.supervisor.restarts,
+            stopped: () => child.supervisor.stopped !== undefined
+          },
+          context
+        )
+        const actorOptions = Actor.laneOptions<Envelope, HandlerBatch>({
+          name,
+          mailbox,
+          prepare: (taken) => {
+            // room was made in the handler's mailbox: the type's actor may be waiting for it
+            if (child.holds && lane.actor !== undefined) pool.notify(lane.actor as Pool.Lane<unknown, unknown>)
+            return { events: taken.items, done: 0, skipped: 0 }
+          },
+          behaviour: run,
+          delivery: type.delivery,
+          batch: { maxSize: maxBatch, lingerMs: 0 },
+          priority: type.priority,
+          concurrency: 1,
+          retry: handler.options.retry ?? Handler.defaults.retry,
+          timeoutMs: handler.options.timeoutMs ?? Handler.defaults.timeoutMs,
+          progress: (batch) => batch.done - batch.skipped,
+          // resume: the event that failed is given up (a dead letter of its own), the rest goes on
+          skip: (batch, cause) => {
+            if (batch.done >= batch.events.length) return false
+            if (type.delivery === "must") {
+              recordDeadLetter({
+                type: type.key,
+                handler: handler.name,
+                batch: undefined,
+                events: [batch.events[batch.done]!],
+                cause,
+                reason: "retriesExhausted",
+                at: clockService.currentTimeMillisUnsafe()
+              })
+            }
+            batch.done++
+            batch.skipped++
+            return true
+          },
+          onFailure: (cause) => {
+            child.failures++
+            return Effect.logWarning(`handler ${handler.name} of ${type.key} failed`, cause).pipe(
+              Effect.annotateLogs({ type: type.key, handler: handler.name })
+            )
+          },
+          supervise: (now, cause) => child.supervisor.decide(now, cause),
+          restart: () =>
+            Effect.map(handler.start, (handle) => {
+              child.handle = handle
+            }),
+          onStop: (escalated) => {
+            if (!closed) logUnsafe(Supervisor.Escalated, escalated)
+          },
+          onDeadLetter: (batch, cause, reason) => {
+            const events = batch.events.slice(batch.done)
+            recordDeadLetter({
+              type: type.key,
+              handler: handler.name,
+              batch: undefined,
+              events,
+              cause,
+              reason,
+              at: clockService.currentTimeMillisUnsafe()
+            })
+          }
+        })
+        if (closed) mailbox.close()
+        return Effect.flatMap(handlerPool.add(actorOptions), (actor) =>
+          Effect.sync(() => {
+            child.actor = actor
+            lane.children.push(child)
+          })
+        )
+      })
 
     const addLane = (type: EventType.Any, process: Processor): Effect.Effect<Lane, DuplicateEventType> =>
       Effect.suspend(() => {
@@ -277,6 +540,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           lanes.set(type, existing) // another definition object of the same type
           return Effect.succeed(existing)
         }
+        registering = type
+        try {
+          registry.register(type)
+        } catch (error) {
+          return error instanceof DuplicateEventType ? Effect.fail(error) : Effect.die(error)
+        } finally {
+          registering = undefined
+        }
         const origin = new Origin(type.key, source, new IdGenerator())
         const mailbox = new Mailbox<unknown>(
           type.mailbox.capacity,
@@ -285,15 +556,28 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           clockService.currentTimeMillisUnsafe()
         )
         if (closed) mailbox.close()
-        const metrics = Metrics.registerType(type.key, mailbox, context)
-        const lane: Lane = { type, mailbox, key: type.key, actor: undefined }
+        const lane: Lane = { type, mailbox, key: type.key, actor: undefined, children: [], rejectedInvalid: 0 }
+        const metrics = Metrics.registerType(type.key, mailbox, context, () => lane.rejectedInvalid)
         lanes.set(type, lane)
         byKey.set(type.key, lane)
         const actorOptions = Actor.laneOptions<unknown, Batch>({
           name: type.key,
           mailbox,
-          prepare: (taken) =>
-            new Batch(type, origin, taken.items, taken.base, taken.offsets, taken.extras, taken.segment.start),
+          prepare: (taken) => {
+            const batch = new Batch(
+              type,
+              origin,
+              taken.items,
+              taken.base,
+              taken.offsets,
+              taken.extras,
+              taken.segment.start
+            )
+            // handed to the handlers as it is taken (once, even if processing is retried);
+            // not what is given up at shutdown
+            if (lane.children.length > 0 && lane.actor?.abandoned !== true) dispatch(lane, batch)
+            return batch
+          },
           behaviour: process,
           delivery: type.delivery,
           batch: type.batch,
@@ -301,8 +585,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           concurrency: type.concurrency,
           retry: type.retry,
           timeoutMs: type.timeoutMs,
-          onDeadLetter: (batch, cause, reason) => {
-            const deadLetter: DeadLetter = {
+          room: roomOf(lane),
+          onDeadLetter: (batch, cause, reason) =>
+            recordDeadLetter({
               type: type.key,
               batch,
               get events() {
@@ -311,23 +596,34 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
               cause,
               reason,
               at: clockService.currentTimeMillisUnsafe()
-            }
-            deadLetters.push(deadLetter)
-            if (deadLetters.length > deadLetterCapacity) {
-              deadLetters.shift()
-              deadLettersEvicted++
-            }
-            options.onDeadLetter?.(deadLetter)
-          },
+            }),
           onBatch: metrics.observeBatch
         })
         return pool.add(actorOptions).pipe(
-          Effect.map((actor) => {
-            lane.actor = actor
-            return lane
-          })
+          Effect.tap((actor) =>
+            Effect.sync(() => {
+              lane.actor = actor
+            })
+          ),
+          Effect.andThen(Effect.forEach(registry.handlers(type), (h) => addChild(lane, h), { discard: true })),
+          Effect.as(lane)
         )
       })
+
+    // types and handlers added to the registry from anywhere join the trail
+    const unsubscribe = registry.subscribe((change) => {
+      if (change._tag === "TypeAdded") {
+        if (change.type !== registering && !byKey.has(change.type.key)) {
+          runSync(Effect.orDie(addLane(change.type, defaultProcess)))
+        }
+      } else {
+        const lane = byKey.get(change.type.key)
+        if (lane !== undefined && !lane.children.some((c) => c.handler === change.handler)) {
+          runSync(addChild(lane, change.handler))
+        }
+      }
+    })
+    yield* Scope.addFinalizer(scope, Effect.sync(unsubscribe))
 
     const laneOf = (type: EventType.Any): Lane => {
       let lane = lanes.get(type)
@@ -341,9 +637,35 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       if ("process" in entry && "type" in entry && !("key" in entry)) yield* addLane(entry.type, entry.process)
       else yield* addLane(entry as EventType.Any, defaultProcess)
     }
+    for (const type of registry.types()) if (!byKey.has(type.key)) yield* addLane(type, defaultProcess)
 
-    const logUnsafe = <A, I>(type: EventType.EventType<A, I>, data: A, logOptions?: LogOptions): OfferResult => {
-      const mailbox = type[CacheOwner] === token ? (type[CacheValue] as Mailbox<unknown>) : laneOf(type).mailbox
+    /** Resolves a name and decodes the data, counting what is rejected; throws the typed error. */
+    const byName = (name: string, data: unknown): { lane: Lane; value: unknown } => {
+      let type: EventType.Any
+      try {
+        type = registry.resolve(name)
+      } catch (error) {
+        rejectedUnknown++
+        throw error
+      }
+      const lane = lanes.get(type) ?? laneOf(type)
+      try {
+        return { lane, value: EventType.decodeUnsafe(type, data) }
+      } catch (error) {
+        lane.rejectedInvalid++
+        throw error
+      }
+    }
+
+    const logUnsafe = (type: EventType.Any | string, data: unknown, logOptions?: LogOptions): OfferResult => {
+      let mailbox: Mailbox<unknown>
+      if (typeof type === "string") {
+        const found = byName(type, data)
+        mailbox = found.lane.mailbox
+        data = found.value
+      } else {
+        mailbox = type[CacheOwner] === token ? (type[CacheValue] as Mailbox<unknown>) : laneOf(type).mailbox
+      }
       const result = mailbox.offer(data, clock.millis(), logOptions?.parent)
       if (result === "full") mailbox.refuseFull()
       return result
@@ -361,18 +683,57 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       return Effect.flatMap(lane.mailbox.awaitSpace(), () => offer(lane, data, at, parent))
     }
 
-    const log = <A, I>(
-      type: EventType.EventType<A, I>,
-      data: A,
+    const log = (
+      type: EventType.Any | string,
+      data: unknown,
       logOptions?: LogOptions
-    ): Effect.Effect<"accepted" | "dropped", TrailClosed> =>
-      Effect.suspend(() => offer(lanes.get(type) ?? laneOf(type), data, clock.millis(), logOptions?.parent))
+    ): Effect.Effect<"accepted" | "dropped", TrailClosed | EventNotFound | ValidationError> =>
+      Effect.suspend((): Effect.Effect<"accepted" | "dropped", TrailClosed | EventNotFound | ValidationError> => {
+        if (typeof type !== "string") {
+          return offer(lanes.get(type) ?? laneOf(type), data, clock.millis(), logOptions?.parent)
+        }
+        let found: { lane: Lane; value: unknown }
+        try {
+          found = byName(type, data)
+        } catch (error) {
+          return Effect.fail(error as EventNotFound | ValidationError)
+        }
+        return offer(found.lane, found.value, clock.millis(), logOptions?.parent)
+      })
+
+    const on = (
+      target: string | EventType.Any,
+      handler: Handler.Handler
+    ): Effect.Effect<void, EventNotFound | DuplicateHandler | DuplicateEventType> =>
+      Effect.suspend(() => {
+        try {
+          registry.on(target, handler)
+          return Effect.void
+        } catch (error) {
+          return Effect.fail(error as EventNotFound | DuplicateHandler | DuplicateEventType)
+        }
+      })
 
     const flush: Effect.Effect<void> = Effect.suspend(() => {
       const waits: Array<Effect.Effect<void>> = []
       for (const lane of byKey.values()) {
         const mark = lane.mailbox.watermark()
-        if (!lane.mailbox.isTerminal(mark)) waits.push(lane.mailbox.awaitTerminal(mark))
+        const typeDone = lane.mailbox.isTerminal(mark) ? Effect.void : lane.mailbox.awaitTerminal(mark)
+        if (lane.children.length === 0) {
+          waits.push(typeDone)
+          continue
+        }
+        // once the type's events are dispatched, wait for the handlers to settle them
+        waits.push(
+          Effect.andThen(
+            typeDone,
+            Effect.suspend(() =>
+              Effect.forEach(lane.children, (child) => child.mailbox.awaitTerminal(child.mailbox.watermark()), {
+                discard: true
+              })
+            )
+          )
+        )
       }
       return Effect.all(waits, { concurrency: "unbounded", discard: true })
     })
@@ -380,9 +741,27 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     const statsUnsafe = (): Stats => {
       const types: Record<string, TypeStats> = {}
       const totals = zeroCounts()
+      let invalid = 0
       for (const lane of byKey.values()) {
         const c = lane.mailbox.counts()
-        types[lane.key] = { type: lane.key, delivery: lane.type.delivery, ...c }
+        const handlers: Record<string, HandlerStats> = {}
+        for (const child of lane.children) {
+          handlers[child.handler.name] = {
+            handler: child.handler.name,
+            ...child.mailbox.counts(),
+            failures: child.failures,
+            restarts: child.supervisor.restarts,
+            stopped: child.supervisor.stopped !== undefined
+          }
+        }
+        types[lane.key] = {
+          type: lane.key,
+          delivery: lane.type.delivery,
+          ...c,
+          rejected: { invalid: lane.rejectedInvalid },
+          handlers
+        }
+        invalid += lane.rejectedInvalid
         totals.accepted += c.accepted
         totals.processed += c.processed
         totals.queued += c.queued
@@ -394,7 +773,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
         totals.refused.full += c.refused.full
         totals.refused.closed += c.refused.closed
       }
-      return { types, totals, deadLetters: deadLetters.length, deadLettersEvicted, closed }
+      return {
+        types,
+        totals,
+        rejected: { unknownType: rejectedUnknown, invalid },
+        deadLetters: deadLetters.length,
+        deadLettersEvicted,
+        closed
+      }
     }
 
     const done = yield* Deferred.make<Stats>()
@@ -403,19 +789,31 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       if (shuttingDown) return Deferred.await(done)
       shuttingDown = true
       closed = true
+      const started = clockService.currentTimeMillisUnsafe()
+      const limitOf = (delivery: EventType.Delivery, left: number) =>
+        Math.max(0, delivery === "must" ? left : Math.min(droppableBudgetMs, left))
       for (const lane of byKey.values()) lane.mailbox.close()
-      return Effect.forEach(
+      const stopTypes = Effect.forEach(
         [...byKey.values()],
-        (lane) =>
-          Actor.stopLane(
-            pool,
-            lane.actor!,
-            lane.type.delivery === "must" ? shutdownTimeoutMs : Math.min(droppableBudgetMs, shutdownTimeoutMs),
-            shutdownTimeoutMs
-          ),
+        (lane) => Actor.stopLane(pool, lane.actor!, limitOf(lane.type.delivery, shutdownTimeoutMs), shutdownTimeoutMs),
         { concurrency: "unbounded", discard: true }
-      ).pipe(
+      )
+      // then the handlers, with what is left of the deadline
+      const stopHandlers = Effect.suspend(() => {
+        const left = shutdownTimeoutMs - (clockService.currentTimeMillisUnsafe() - started)
+        const children = [...byKey.values()].flatMap((lane) => lane.children.map((child) => ({ lane, child })))
+        for (const { child } of children) child.mailbox.close()
+        return Effect.forEach(
+          children,
+          ({ lane, child }) =>
+            Actor.stopLane(handlerPool, child.actor!, limitOf(lane.type.delivery, left), shutdownTimeoutMs),
+          { concurrency: "unbounded", discard: true }
+        )
+      })
+      return stopTypes.pipe(
+        Effect.andThen(stopHandlers),
         Effect.andThen(pool.stop()),
+        Effect.andThen(handlerPool.stop()),
         Effect.map(statsUnsafe),
         Effect.tap((stats) => Deferred.succeed(done, stats)),
         Effect.uninterruptible
@@ -427,8 +825,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     return {
       source,
       register: (type, process) => Effect.asVoid(addLane(type, (process as Processor | undefined) ?? defaultProcess)),
-      log,
-      logUnsafe,
+      log: log as Service["log"],
+      logUnsafe: logUnsafe as Service["logUnsafe"],
+      on,
+      registry,
       flush,
       stats: Effect.sync(statsUnsafe),
       statsUnsafe,
@@ -453,10 +853,21 @@ export const layer = (options: Options = {}): Layer.Layer<Trail, DuplicateEventT
  */
 export interface Handle {
   readonly source: string
-  /** Synchronous, never blocks; see {@link Service.logUnsafe}. */
+  /**
+   * Synchronous, never blocks; see {@link Service.logUnsafe}. By name it throws
+   * {@link EventNotFound} or {@link ValidationError}.
+   */
   log<A, I>(type: EventType.EventType<A, I>, data: A, options?: LogOptions): OfferResult
-  /** Resolves once the event is accepted (waiting for room); rejects with {@link TrailClosed}. */
+  log(name: string, data: unknown, options?: LogOptions): OfferResult
+  /**
+   * Resolves once the event is accepted (waiting for room); rejects with
+   * {@link TrailClosed} (by name, also {@link EventNotFound} or {@link ValidationError}).
+   */
   send<A, I>(type: EventType.EventType<A, I>, data: A, options?: LogOptions): Promise<"accepted" | "dropped">
+  send(name: string, data: unknown, options?: LogOptions): Promise<"accepted" | "dropped">
+  /** Adds a handler (see {@link Service.on}); throws its typed errors. */
+  on(target: string | EventType.Any, handler: Handler.Handler): void
+  readonly registry: Registry.Registry
   register<A, I>(type: EventType.EventType<A, I>, process?: Processor<A>): Promise<void>
   flush(): Promise<void>
   stats(): Stats
@@ -482,12 +893,26 @@ export const start = async (options: Options = {}): Promise<Handle> => {
   const runtime = ManagedRuntime.make(layer(options))
   const trail = await runtime.runPromise(Effect.service(Trail))
   let disposed = false
-  const run = <A, E>(effect: Effect.Effect<A, E>, type: EventType.Any): Promise<A> =>
-    disposed ? Promise.reject(new TrailClosed({ type: type.key })) : runtime.runPromise(effect)
+  const run = <A, E>(effect: Effect.Effect<A, E>, type: EventType.Any | string): Promise<A> =>
+    disposed
+      ? Promise.reject(new TrailClosed({ type: typeof type === "string" ? type : type.key }))
+      : runtime.runPromise(effect)
   return {
     source: trail.source,
     log: trail.logUnsafe,
-    send: (type, data, logOptions) => run(trail.log(type, data, logOptions), type),
+    send: (type: EventType.Any | string, data: unknown, logOptions?: LogOptions) =>
+      run(
+        (
+          trail.log as (
+            t: EventType.Any | string,
+            d: unknown,
+            o?: LogOptions
+          ) => Effect.Effect<"accepted" | "dropped", unknown>
+        )(type, data, logOptions),
+        type
+      ),
+    on: (target, handler) => trail.registry.on(target, handler),
+    registry: trail.registry,
     register: (type, process) => run(trail.register(type, process), type),
     flush: () => (disposed ? Promise.resolve() : runtime.runPromise(trail.flush)),
     stats: () => trail.statsUnsafe(),

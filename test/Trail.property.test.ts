@@ -139,7 +139,7 @@ const scenario = (specs: ReadonlyArray<TypeSpec>, steps: ReadonlyArray<Step>, se
     assert.strictEqual(stats.totals.inFlight, 0)
     const dead = new Set<number>()
     for (const letter of yield* trail.deadLetters) {
-      for (const d of letter.batch.data) dead.add((d as { id: number }).id)
+      for (const d of letter.batch!.data) dead.add((d as { id: number }).id)
     }
     for (const [id, t] of accepted) {
       if (specs[t]!.delivery !== "must") continue

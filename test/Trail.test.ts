@@ -236,7 +236,7 @@ describe("Trail", () => {
       assert.strictEqual(letters.length, 1)
       assert.strictEqual(letters[0]!.type, "test.Fail@1")
       assert.strictEqual(letters[0]!.reason, "retriesExhausted")
-      assert.deepStrictEqual(letters[0]!.batch.data, [{ step: 1 }, { step: 2 }])
+      assert.deepStrictEqual(letters[0]!.batch!.data, [{ step: 1 }, { step: 2 }])
       assert.deepStrictEqual(
         letters[0]!.events.map((e) => [e.type, e.data]),
         [
@@ -257,14 +257,14 @@ describe("Trail", () => {
       const reported: Array<number> = []
       const trail = yield* Trail.make({
         deadLetterCapacity: 3,
-        onDeadLetter: (letter) => reported.push((letter.batch.data[0] as { step: number }).step),
+        onDeadLetter: (letter) => reported.push((letter.batch!.data[0] as { step: number }).step),
         types: [Trail.route(A, () => Effect.fail("no"))]
       })
       for (let i = 0; i < 5; i++) trail.logUnsafe(A, { step: i })
       yield* trail.flush
       const kept = yield* trail.deadLetters
       assert.deepStrictEqual(
-        kept.map((l) => (l.batch.data[0] as { step: number }).step),
+        kept.map((l) => (l.batch!.data[0] as { step: number }).step),
         [2, 3, 4]
       )
       assert.deepStrictEqual(reported, [0, 1, 2, 3, 4])
@@ -498,7 +498,7 @@ describe("Trail", () => {
       invariant(stats.types["test.ShutDrop@1"]!)
       const letters = yield* trail.deadLetters
       assert.strictEqual(
-        letters.reduce((n, l) => n + l.batch.size, 0),
+        letters.reduce((n, l) => n + l.batch!.size, 0),
         10
       )
       for (const l of letters) {
@@ -753,7 +753,7 @@ describe("Trail", () => {
       assert.strictEqual(s.processed, 0)
       invariant(s)
       const letters = yield* trail.deadLetters
-      assert.deepStrictEqual(letters.map((l) => l.batch.size).sort(), [10, 5])
+      assert.deepStrictEqual(letters.map((l) => l.batch!.size).sort(), [10, 5])
       for (const l of letters) assert.instanceOf(Cause.squash(l.cause), Errors.ShutdownDeadline)
     })
   )

@@ -18,9 +18,10 @@ import { Cause, type Clock, Duration, Effect, Exit, type Fiber, Schedule, Scope 
 import { ProcessingDefect, ProcessingTimeout, ShutdownDeadline } from "../Errors.ts"
 import type { BatchOptions, Delivery } from "../EventType.ts"
 import type { Mailbox, Segment, Taken } from "../Mailbox.ts"
+import type { Decision, EscalatedData } from "../Supervisor.ts"
 import { Linger, type Target } from "./linger.ts"
 
-export type DeadLetterReason = "retriesExhausted" | "shutdown"
+export type DeadLetterReason = "retriesExhausted" | "shutdown" | "stopped"
 export type BatchOutcome = "processed" | "deadLettered" | "dropped"
 
 export interface LaneOptions<A, B> {
@@ -43,6 +44,35 @@ export interface LaneOptions<A, B> {
   readonly onDeadLetter?: ((batch: B, cause: Cause.Cause<unknown>, reason: DeadLetterReason) => void) | undefined
   /** Called once per batch, synchronously, just before its outcome is settled in the accounting. */
   readonly onBatch?: ((size: number, durationMs: number, outcome: BatchOutcome) => void) | undefined
+  /** Runs after every failed attempt (timeouts included), before the retry is planned: log, count. */
+  readonly onFailure?: ((cause: Cause.Cause<unknown>) => Effect.Effect<void>) | undefined
+  /**
+   * Asked when a batch's retries are exhausted (at the pool's clock time `now`).
+   * Without it, the batch is given up (the `resume` strategy).
+   */
+  readonly supervise?: ((now: number, cause: Cause.Cause<unknown>) => Decision) | undefined
+  /**
+   * How many items of a batch were processed (when the rest is given up, or when
+   * some were skipped, only these count as processed). Default: none on failure,
+   * all on success.
+   */
+  readonly progress?: ((batch: B) => number) | undefined
+  /**
+   * Asked when the supervisor resumes after a batch's retries are exhausted: `true`
+   * when the behaviour gave up just the item that failed (recording it) and the
+   * batch should go on from the next one; `false` gives up the rest of the batch.
+   * Default: the rest of the batch is given up.
+   */
+  readonly skip?: ((batch: B, cause: Cause.Cause<unknown>) => boolean) | undefined
+  /** Rebuilds the behaviour's state before a restart tries the failed batch again. */
+  readonly restart?: (() => Effect.Effect<void, unknown>) | undefined
+  /** Called, synchronously, when the supervisor stops the lane. */
+  readonly onStop?: ((escalated: EscalatedData) => void) | undefined
+  /**
+   * How many events the lane may take now (downstream room); `0` holds the lane until
+   * `Pool.notify` is called again. Default: no limit.
+   */
+  readonly room?: (() => number) | undefined
 }
 
 interface Run<B> {
@@ -73,6 +103,8 @@ export class Lane<A, B> implements Target {
   readonly backingOff = new Set<Run<B>>()
   /** Abandoned at shutdown: nothing more runs. */
   abandoned = false
+  /** Stopped by its supervisor: every batch is settled at once with this cause. */
+  halted: Cause.Cause<unknown> | undefined = undefined
   readonly pool: Pool
   readonly onFull: () => void
   readonly onFirst: () => void
@@ -98,6 +130,8 @@ export class Lane<A, B> implements Target {
     if (this.running >= this.options.concurrency) return false
     const size = this.mailbox.size
     if (size === 0) return false
+    if (this.halted !== undefined) return true
+    if (this.options.room !== undefined && this.options.room() <= 0) return false
     return (
       size >= this.options.batch.maxSize || this.mailbox.closed || this.options.batch.lingerMs === 0 || this.lingerDue
     )
@@ -307,7 +341,8 @@ export class Pool {
     if (retry !== undefined) return retry
     if (!lane.wants()) return undefined
     const { mailbox, options } = lane
-    const taken = mailbox.take(options.batch.maxSize)
+    const max = options.room === undefined ? options.batch.maxSize : Math.min(options.batch.maxSize, options.room())
+    const taken = mailbox.take(max)
     if (taken === undefined) return undefined
     lane.lingerDue = false
     lane.generation++
@@ -321,6 +356,11 @@ export class Pool {
       step: undefined,
       backoff: undefined,
       settled: false
+    }
+    if (lane.halted !== undefined) {
+      // a stopped lane settles what it takes at once, with the cause that stopped it
+      this.settle(run, Exit.failCause(lane.halted), 0, "stopped")
+      return undefined
     }
     return run
   }
@@ -380,31 +420,77 @@ export class Pool {
       return Effect.void
     }
     const lane = run.lane
+    const options = lane.options
     const pool = this
     return Effect.gen(function* () {
-      if (run.step === undefined) run.step = yield* toStep(lane.options.retry)
+      if (options.onFailure !== undefined) yield* options.onFailure(cause)
+      if (lane.halted !== undefined) {
+        pool.settle(run, Exit.failCause(lane.halted), 0, "stopped")
+        return
+      }
+      if (run.step === undefined) run.step = yield* toStep(options.retry)
       const error = Cause.squash(cause)
-      const next = yield* Effect.exit(run.step(pool.clock.currentTimeMillisUnsafe(), error))
-      if (Exit.isFailure(next) || lane.abandoned) {
+      const now = pool.clock.currentTimeMillisUnsafe()
+      const next = yield* Effect.exit(run.step(now, error))
+      if (lane.abandoned) {
         pool.settle(run, Exit.failCause(cause))
         return
       }
-      const delay = Duration.toMillis(next.value[1])
-      const due = Effect.sync(() => {
-        run.backoff = undefined
-        lane.backingOff.delete(run)
-        if (run.settled) return
-        lane.retries.push(run)
-        pool.notify(lane)
-      })
-      lane.backingOff.add(run)
-      if (delay <= 0) yield* due
-      else run.backoff = pool.runFork(Effect.andThen(Effect.sleep(delay), due))
+      if (Exit.isSuccess(next)) {
+        yield* pool.later(run, Duration.toMillis(next.value[1]), undefined)
+        return
+      }
+      // retries exhausted: the supervisor decides
+      const decision = options.supervise?.(now, cause)
+      if (decision === undefined || decision._tag === "Resume") {
+        if (options.skip?.(run.batch, cause) === true) {
+          run.step = undefined
+          yield* pool.later(run, 0, undefined)
+          return
+        }
+        pool.settle(run, Exit.failCause(cause))
+      } else if (decision._tag === "Stop") {
+        lane.halted = cause
+        pool.settle(run, Exit.failCause(cause), 0, "stopped")
+        options.onStop?.(decision.escalated)
+      } else {
+        // restart: the state is rebuilt after the backoff, then the batch's retries start over
+        run.step = undefined
+        yield* pool.later(run, decision.delayMs, options.restart)
+      }
     })
   }
 
+  /** Brings a run back as ready after `delayMs` (waiting off the worker), after `before` if given. */
+  private later(
+    run: AnyRun,
+    delayMs: number,
+    before: (() => Effect.Effect<void, unknown>) | undefined
+  ): Effect.Effect<void> {
+    const lane = run.lane
+    const due = Effect.suspend(() => {
+      run.backoff = undefined
+      lane.backingOff.delete(run)
+      if (run.settled) return Effect.void
+      const requeue = Effect.sync(() => {
+        lane.retries.push(run)
+        this.notify(lane)
+      })
+      if (before === undefined) return requeue
+      // a restart that fails counts as one more failure of the batch
+      return Effect.matchCauseEffect(before(), {
+        onSuccess: () => requeue,
+        onFailure: (cause) => this.failed(run, cause)
+      })
+    })
+    lane.backingOff.add(run)
+    if (delayMs <= 0) return due
+    run.backoff = this.runFork(Effect.andThen(Effect.sleep(delayMs), due))
+    return Effect.void
+  }
+
   /** Settles a run once: accounting, dead letter, hooks. */
-  settle(run: AnyRun, exit: Exit.Exit<void, unknown>, deadlineMs = 0): void {
+  settle(run: AnyRun, exit: Exit.Exit<void, unknown>, deadlineMs = 0, reason?: DeadLetterReason): void {
     if (run.settled) return
     run.settled = true
     const lane = run.lane
@@ -417,18 +503,22 @@ export class Pool {
         : "dropped"
     options.onBatch?.(run.size, this.clock.currentTimeMillisUnsafe() - run.startedAt, outcome)
     if (Exit.isSuccess(exit)) {
-      mailbox.settle(run.segment, "processed")
+      // a batch that skipped items: those were given up
+      const processed = options.progress === undefined ? run.size : options.progress(run.batch)
+      if (processed >= run.size) mailbox.settle(run.segment, "processed")
+      else mailbox.settle(run.segment, options.delivery === "must" ? "deadLettered" : "failed", processed)
       return
     }
     const interrupted = Cause.hasInterruptsOnly(exit.cause)
+    const done = options.progress === undefined ? 0 : options.progress(run.batch)
     if (options.delivery === "must") {
       const cause = interrupted
         ? Cause.fail(new ShutdownDeadline({ type: options.name, timeoutMs: deadlineMs }))
         : exit.cause
-      options.onDeadLetter?.(run.batch, cause, interrupted ? "shutdown" : "retriesExhausted")
-      mailbox.settle(run.segment, "deadLettered")
+      options.onDeadLetter?.(run.batch, cause, reason ?? (interrupted ? "shutdown" : "retriesExhausted"))
+      mailbox.settle(run.segment, "deadLettered", done)
     } else {
-      mailbox.settle(run.segment, interrupted ? "shutdown" : "failed")
+      mailbox.settle(run.segment, interrupted ? "shutdown" : "failed", done)
     }
   }
 
