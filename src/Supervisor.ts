@@ -91,7 +91,7 @@ export const Escalated = EventType.make(
     maxRestarts: Schema.Number,
     windowMs: Schema.Number
   }),
-  { priority: 10 }
+  { priority: 10, batch: { maxSize: 64, lingerMs: 0 } }
 )
 
 /**

@@ -423,7 +423,8 @@ export class Pool {
     const options = lane.options
     const pool = this
     return Effect.gen(function* () {
-      if (options.onFailure !== undefined) yield* options.onFailure(cause)
+      // a failing hook (a broken logger, say) must not take the worker down with it
+      if (options.onFailure !== undefined) yield* Effect.catchCause(options.onFailure(cause), () => Effect.void)
       if (lane.halted !== undefined) {
         pool.settle(run, Exit.failCause(lane.halted), 0, "stopped")
         return
