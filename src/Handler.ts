@@ -23,7 +23,7 @@ import { Effect, Schedule } from "effect"
 import type { Envelope } from "./Envelope.ts"
 import { InvalidOptions } from "./Errors.ts"
 import type { Overflow } from "./EventType.ts"
-import type * as Supervisor from "./Supervisor.ts"
+import * as Supervisor from "./Supervisor.ts"
 
 /**
  * Handles one event.
@@ -115,6 +115,8 @@ const validate = (name: string, options: Options): void => {
   if (options.timeoutMs !== undefined && !(options.timeoutMs > 0 && Number.isFinite(options.timeoutMs))) {
     fail("timeoutMs must be a finite number > 0")
   }
+  // the supervisor's options are checked here too, where the handler is defined
+  if (options.supervisor !== undefined) new Supervisor.Child(name, options.supervisor)
 }
 
 /**

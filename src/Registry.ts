@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import { DuplicateEventType, DuplicateHandler, EventNotFound } from "./Errors.ts"
+import { DuplicateEventType, DuplicateHandler, EventNotFound, InvalidOptions } from "./Errors.ts"
 import type * as EventType from "./EventType.ts"
 import type { Handler } from "./Handler.ts"
 
@@ -62,10 +62,13 @@ export class Registry {
       return
     }
     for (const n of this.named) {
-      if ((n.target === type.name || n.target === type.key) && type.handlers.some((h) => h.name === n.handler.name)) {
+      if (n.target !== type.name && n.target !== type.key) continue
+      if (type.handlers.some((h) => h.name === n.handler.name)) {
         throw new DuplicateHandler({ type: type.key, handler: n.handler.name })
       }
+      checkDelivery(type, n.handler)
     }
+    for (const h of type.handlers) checkDelivery(type, h)
     this.byKey.set(type.key, type)
     const versions = this.byName.get(type.name)
     if (versions === undefined) this.byName.set(type.name, [type])
@@ -103,7 +106,8 @@ export class Registry {
    * (`"app.Name"`), or for one version (`"app.Name@2"` or the type itself, which is
    * registered if it was not). Throws {@link EventNotFound} for a name that is not
    * registered, {@link DuplicateHandler} when a type it applies to already has a
-   * handler of that name.
+   * handler of that name, {@link InvalidOptions} when the handler would drop events
+   * of a `must` type.
    */
   on(target: string | EventType.Any, handler: Handler): void {
     let key: string
@@ -125,6 +129,7 @@ export class Registry {
       if (this.handlers(type).some((h) => h.name === handler.name)) {
         throw new DuplicateHandler({ type: type.key, handler: handler.name })
       }
+      checkDelivery(type, handler)
     }
     this.named.push({ target: key, handler })
     for (const type of types) this.emit({ _tag: "HandlerAdded", type, handler })
@@ -191,6 +196,17 @@ export class Registry {
           ? `there is no event named ${event} in the ${app} app: no event types are registered`
           : `there is no event named ${event} in the ${app} app: there is no ${app} app (apps: ${apps.join(", ")})`,
       suggestions
+    })
+  }
+}
+
+/** A `must` type is never dropped: its handlers cannot have a dropping mailbox. */
+const checkDelivery = (type: EventType.Any, handler: Handler): void => {
+  const overflow = handler.options.mailbox?.overflow
+  if (type.delivery === "must" && overflow !== undefined && overflow !== "backpressure") {
+    throw new InvalidOptions({
+      subject: `handler "${handler.name}" of ${type.key}`,
+      reason: `a must type is never dropped: the handler's mailbox overflow must be "backpressure", not "${overflow}"`
     })
   }
 }

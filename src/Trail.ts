@@ -250,7 +250,7 @@ export interface Service {
   readonly on: (
     target: string | EventType.Any,
     handler: Handler.Handler
-  ) => Effect.Effect<void, EventNotFound | DuplicateHandler | DuplicateEventType>
+  ) => Effect.Effect<void, EventNotFound | DuplicateHandler | DuplicateEventType | InvalidOptions>
   /** The registry the trail follows. */
   readonly registry: Registry.Registry
   /** Waits until every event accepted before the call has reached a terminal state. */
@@ -704,13 +704,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     const on = (
       target: string | EventType.Any,
       handler: Handler.Handler
-    ): Effect.Effect<void, EventNotFound | DuplicateHandler | DuplicateEventType> =>
+    ): Effect.Effect<void, EventNotFound | DuplicateHandler | DuplicateEventType | InvalidOptions> =>
       Effect.suspend(() => {
         try {
           registry.on(target, handler)
           return Effect.void
         } catch (error) {
-          return Effect.fail(error as EventNotFound | DuplicateHandler | DuplicateEventType)
+          return Effect.fail(error as EventNotFound | DuplicateHandler | DuplicateEventType | InvalidOptions)
         }
       })
 

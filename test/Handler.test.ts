@@ -375,7 +375,18 @@ describe("Handlers: mailboxes", () => {
         )
       )
       assert.isTrue(exit._tag === "Failure")
-      assert.include(String(exit), "a must type is never dropped")
+      const error = yield* Effect.flip(
+        trail.on(
+          T,
+          Handler.make("lossy", () => Effect.void, { mailbox: { overflow: "dropOldest" } })
+        )
+      )
+      assert.strictEqual(error._tag, "InvalidOptions")
+      assert.strictEqual(
+        error.message,
+        `handler "lossy" of mb.MustDrop@1: a must type is never dropped: the handler's mailbox overflow must be "backpressure", not "dropOldest"`
+      )
+      assert.deepStrictEqual(trail.registry.handlers(T), [], "nothing registered")
     })
   )
 })
