@@ -24,6 +24,7 @@
 import { Clock, Effect, Scope } from "effect"
 import * as Pool from "./internal/pool.ts"
 import type { Mailbox, Taken } from "./Mailbox.ts"
+import * as Supervisor from "./Supervisor.ts"
 
 /**
  * Why a batch became a dead letter.
@@ -48,6 +49,11 @@ export type BatchOutcome = Pool.BatchOutcome
 export interface Options<A, B = ReadonlyArray<A>> extends Omit<Pool.LaneOptions<A, B>, "prepare"> {
   /** Turns what was taken from the mailbox into a batch (default: the items). Once per batch. */
   readonly prepare?: ((taken: Taken<A>) => B) | undefined
+  /**
+   * The actor's supervisor, used when `supervise` is not given: what a batch whose
+   * retries are exhausted means (see {@link Supervisor}). Default: resume.
+   */
+  readonly supervisor?: Supervisor.Options | undefined
 }
 
 /**
@@ -67,10 +73,18 @@ export interface Actor<A> {
 }
 
 /** Turns actor options into the pool's lane options. */
-export const laneOptions = <A, B>(options: Options<A, B>): Pool.LaneOptions<A, B> => ({
-  ...options,
-  prepare: options.prepare ?? ((taken: Taken<A>) => taken.items as unknown as B)
-})
+export const laneOptions = <A, B>(options: Options<A, B>): Pool.LaneOptions<A, B> => {
+  let supervise = options.supervise
+  if (supervise === undefined && options.supervisor !== undefined) {
+    const child = new Supervisor.Child(options.name, options.supervisor)
+    supervise = (now, cause) => child.decide(now, cause)
+  }
+  return {
+    ...options,
+    prepare: options.prepare ?? ((taken: Taken<A>) => taken.items as unknown as B),
+    supervise
+  }
+}
 
 /**
  * Drains a lane's mailbox within `limitMs`, then abandons what is left.

@@ -62,4 +62,46 @@ describe("Actor (standalone)", () => {
       assert.strictEqual(mailbox.offer(99, 0), "closed")
     })
   )
+
+  it.effect("a supervisor option stops the actor past its restart intensity; later batches are settled at once", () =>
+    Effect.gen(function* () {
+      const mailbox = Mailbox.make<number>(100, "backpressure", 4)
+      let restarts = 0
+      const stops: Array<{ child: string; reason: string; restarts: number }> = []
+      const letters: Array<[ReadonlyArray<number>, string]> = []
+      const attempts: Array<ReadonlyArray<number>> = []
+      const actor = yield* Actor.make({
+        ...options(mailbox, (batch) => {
+          attempts.push(batch.slice())
+          return batch.includes(-1) ? Effect.fail("poison") : Effect.void
+        }),
+        batch: { maxSize: 4, lingerMs: 0 },
+        retry: Schedule.recurs(0),
+        supervisor: { strategy: "restart", maxRestarts: 1, windowMs: 1_000, backoff: Schedule.spaced("10 millis") },
+        restart: () => Effect.sync(() => restarts++),
+        onStop: (e) => stops.push({ child: e.child, reason: e.reason, restarts: e.restarts }),
+        onDeadLetter: (batch, _cause, reason) => letters.push([batch, reason])
+      })
+      mailbox.offer(-1, 0)
+      yield* settle
+      assert.strictEqual(restarts, 0)
+      yield* TestClock.adjust(10)
+      yield* settle
+      assert.strictEqual(restarts, 1, "one restart, then the batch is tried again")
+      assert.deepStrictEqual(attempts, [[-1], [-1]])
+      assert.deepStrictEqual(stops, [{ child: "test.actor", reason: "intensity", restarts: 1 }])
+      mailbox.offer(1, 0)
+      mailbox.offer(2, 0)
+      yield* settle
+      assert.deepStrictEqual(attempts.length, 2, "a stopped actor runs nothing more")
+      assert.deepStrictEqual(letters, [
+        [[-1], "stopped"],
+        [[1, 2], "stopped"]
+      ])
+      const c = mailbox.counts()
+      assert.strictEqual(c.deadLettered, 3)
+      assert.strictEqual(c.queued + c.inFlight, 0)
+      yield* actor.stop(100)
+    })
+  )
 })
