@@ -50,3 +50,50 @@ export const printResult = (bench: string, cases: ReadonlyArray<Case>): void => 
   console.table(table)
   console.log(JSON.stringify({ bench, cases }))
 }
+
+/** One measured round: events (or calls) per second, and per-batch latencies if any. */
+export interface Round {
+  readonly rate: number
+  readonly latencies?: Array<number>
+}
+
+const ROUNDS = process.env.CAIRN_BENCH_QUICK === "1" ? 3 : 9
+
+/**
+ * Alternates rounds of ours and the baseline after one warm-up of each, with a
+ * garbage collection before each round; reports the best round of each side and the
+ * median of the per-round ratios.
+ */
+export const compare = async (
+  name: string,
+  ours: () => Promise<Round> | Round,
+  baseline: () => Promise<Round> | Round,
+  extra: (best: { ours: Round; baseline: Round }) => Record<string, unknown> = () => ({})
+): Promise<Case> => {
+  await ours()
+  await baseline()
+  let bestOurs: Round | undefined
+  let bestBase: Round | undefined
+  const ratios: Array<number> = []
+  for (let i = 0; i < ROUNDS; i++) {
+    collect()
+    const a = await ours()
+    collect()
+    const b = await baseline()
+    ratios.push(a.rate / b.rate)
+    if (bestOurs === undefined || a.rate > bestOurs.rate) bestOurs = a
+    if (bestBase === undefined || b.rate > bestBase.rate) bestBase = b
+  }
+  ratios.sort((x, y) => x - y)
+  const median = ratios[Math.floor(ratios.length / 2)]!
+  return makeCase(name, bestOurs!.rate, bestBase!.rate, {
+    ratio_median: Number(median.toFixed(3)),
+    ...extra({ ours: bestOurs!, baseline: bestBase! })
+  })
+}
+
+/** Latency percentiles of the best rounds, for `compare`'s `extra`. */
+export const withLatency = (best: { ours: Round; baseline: Round }) => ({
+  latency_ms: summarize(best.ours.latencies ?? []),
+  baseline_latency_ms: summarize(best.baseline.latencies ?? [])
+})

@@ -19,12 +19,11 @@ import { Effect, Queue, Schema } from "effect"
 import { Packr } from "msgpackr"
 import { type Batch, EventType, Trail } from "../src/index.ts"
 import { Mailbox } from "../src/Mailbox.ts"
-import { type Case, collect, makeCase, printResult, summarize, yieldMacrotask } from "./lib.ts"
+import { type Case, compare, printResult, type Round, withLatency, yieldMacrotask } from "./lib.ts"
 
 const quick = process.env.CAIRN_BENCH_QUICK === "1"
 const TOTAL = quick ? 200_000 : 2_000_000
 const CHUNK = 8 * 512
-const ROUNDS = quick ? 3 : 9
 
 const Data = Schema.Struct({ step: Schema.Number, loss: Schema.Number, tag: Schema.String })
 const data = { step: 1, loss: 0.25, tag: "train" }
@@ -35,45 +34,6 @@ const makeType = (i: number) =>
     mailbox: { capacity: 1 << 20, overflow: "backpressure" }
   })
 const One = makeType(0)
-
-interface Round {
-  readonly rate: number
-  readonly latencies?: Array<number>
-}
-
-/** Alternates rounds of ours and the baseline after one warm-up of each. */
-const compare = async (
-  name: string,
-  ours: () => Promise<Round> | Round,
-  baseline: () => Promise<Round> | Round,
-  extra: (best: { ours: Round; baseline: Round }) => Record<string, unknown> = () => ({})
-): Promise<Case> => {
-  await ours()
-  await baseline()
-  let bestOurs: Round | undefined
-  let bestBase: Round | undefined
-  const ratios: Array<number> = []
-  for (let i = 0; i < ROUNDS; i++) {
-    collect()
-    const a = await ours()
-    collect()
-    const b = await baseline()
-    ratios.push(a.rate / b.rate)
-    if (bestOurs === undefined || a.rate > bestOurs.rate) bestOurs = a
-    if (bestBase === undefined || b.rate > bestBase.rate) bestBase = b
-  }
-  ratios.sort((x, y) => x - y)
-  const median = ratios[Math.floor(ratios.length / 2)]!
-  return makeCase(name, bestOurs!.rate, bestBase!.rate, {
-    ratio_median: Number(median.toFixed(3)),
-    ...extra({ ours: bestOurs!, baseline: bestBase! })
-  })
-}
-
-const withLatency = (best: { ours: Round; baseline: Round }) => ({
-  latency_ms: summarize(best.ours.latencies ?? []),
-  baseline_latency_ms: summarize(best.baseline.latencies ?? [])
-})
 
 // ---- log vs push -------------------------------------------------------------------
 const logCost = async (): Promise<Case> => {

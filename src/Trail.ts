@@ -440,15 +440,26 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           handle: undefined,
           failures: 0
         }
-        const run = (batch: HandlerBatch): Effect.Effect<void, unknown> =>
-          Effect.gen(function* () {
-            const events = batch.events
-            while (batch.done < events.length) {
-              if (child.handle === undefined) child.handle = yield* handler.start
-              yield* child.handle(events[batch.done]!)
+        // builds the handle function on first use and after a failed start
+        const startThenHandle = (event: Envelope) =>
+          Effect.flatMap(handler.start, (handle) => {
+            child.handle = handle
+            return handle(event)
+          })
+        // one loop per batch, no generator: each event costs the handler's own Effect
+        const run = (batch: HandlerBatch): Effect.Effect<void, unknown> => {
+          const events = batch.events
+          return Effect.whileLoop({
+            while: () => batch.done < events.length,
+            body: () => {
+              const event = events[batch.done]!
+              return child.handle === undefined ? startThenHandle(event) : child.handle(event)
+            },
+            step: () => {
               batch.done++
             }
           })
+        }
         Metrics.registerHandler(
           type.key,
           handler.name,
