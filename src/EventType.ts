@@ -278,10 +278,20 @@ type Decoder = (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
 const decoders = new WeakMap<Any, Decoder>()
 const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
 
+/**
+ * Decodes stopping at the first issue (the fast path: most data is valid); a failure
+ * is decoded again collecting every issue, so the error lists them all.
+ */
 const decoderOf = (type: Any): Decoder => {
   let decoder = decoders.get(type)
   if (decoder === undefined) {
-    decoder = Schema.decodeUnknownExit(type.schema as Schema.Codec<unknown, unknown>, { errors: "all" })
+    const schema = type.schema as Schema.Codec<unknown, unknown>
+    const first = Schema.decodeUnknownExit(schema)
+    const all = Schema.decodeUnknownExit(schema, { errors: "all" })
+    decoder = (input) => {
+      const exit = first(input)
+      return Exit.isSuccess(exit) ? exit : all(input)
+    }
     decoders.set(type, decoder)
   }
   return decoder

@@ -650,16 +650,28 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     }
     for (const type of registry.types()) if (!byKey.has(type.key)) yield* addLane(type, defaultProcess)
 
+    /** Lanes by the names and keys logged so far (a new type may change what a name means). */
+    const names = new Map<string, Lane>()
+    const unsubscribeNames = registry.subscribe((change) => {
+      if (change._tag === "TypeAdded") names.clear()
+    })
+    yield* Scope.addFinalizer(scope, Effect.sync(unsubscribeNames))
+
     /** Resolves a name and decodes the data, counting what is rejected; throws the typed error. */
     const byName = (name: string, data: unknown): { lane: Lane; value: unknown } => {
-      let type: EventType.Any
-      try {
-        type = registry.resolve(name)
-      } catch (error) {
-        rejectedUnknown++
-        throw error
+      let lane = names.get(name)
+      if (lane === undefined) {
+        let type: EventType.Any
+        try {
+          type = registry.resolve(name)
+        } catch (error) {
+          rejectedUnknown++
+          throw error
+        }
+        lane = lanes.get(type) ?? laneOf(type)
+        names.set(name, lane)
       }
-      const lane = lanes.get(type) ?? laneOf(type)
+      const type = lane.type
       try {
         return { lane, value: EventType.decodeUnsafe(type, data) }
       } catch (error) {

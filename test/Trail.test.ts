@@ -810,4 +810,26 @@ describe("Trail.start (Promise facade)", () => {
       (e) => assert.instanceOf(e, Errors.TrailClosed)
     )
   })
+
+  it.effect("a bare name follows the latest version, also when one is registered after it was first logged", () =>
+    Effect.gen(function* () {
+      const { seen, process } = recorder()
+      const V1 = EventType.make("names.Later", 1, Step, { batch: { lingerMs: 0 } })
+      const V2 = EventType.make("names.Later", 2, Schema.Struct({ step: Schema.Number, note: Schema.String }), {
+        batch: { lingerMs: 0 }
+      })
+      const trail = yield* Trail.make({ source: "t", process, types: [V1] })
+      trail.logUnsafe("names.Later", { step: 1 })
+      yield* trail.register(V2)
+      trail.logUnsafe("names.Later", { step: 2, note: "v2" })
+      trail.logUnsafe("names.Later@1", { step: 3 })
+      const invalid = yield* Effect.flip(trail.log("names.Later", { step: 4 }))
+      assert.strictEqual(invalid._tag, "ValidationError")
+      yield* trail.flush
+      const dataOf = (key: string) => seen.filter((b) => b.key === key).flatMap((b) => b.data)
+      assert.deepStrictEqual(dataOf("names.Later@1"), [{ step: 1 }, { step: 3 }])
+      assert.deepStrictEqual(dataOf("names.Later@2"), [{ step: 2, note: "v2" }])
+      assert.strictEqual(trail.statsUnsafe().types["names.Later@2"]!.rejected.invalid, 1)
+    })
+  )
 })
