@@ -10,7 +10,7 @@
 import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs } from "node:util"
 import { Effect, Schedule, Schema } from "effect"
-import { type Batch, EventType, Trail } from "../src/index.ts"
+import { type Batch, EventType, Handler, Trail } from "../src/index.ts"
 
 // --- Options ----------------------------------------------------------------------
 
@@ -26,9 +26,18 @@ const StepFinished = EventType.make(
   Schema.Struct({ step: Schema.Number, loss: Schema.Number }),
   { delivery: "droppable", mailbox: { capacity: 64, overflow: "dropOldest" }, batch: { maxSize: 16, lingerMs: 5 } }
 )
+// a declared handler: it gets every checkpoint first
+let lastCheckpoint = 0
 const Checkpoint = EventType.make("train.Checkpoint", 1, Schema.Struct({ step: Schema.Number, path: Schema.String }), {
   delivery: "must",
-  retry: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 3 }))
+  retry: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 3 })),
+  handlers: [
+    Handler.make<{ step: number; path: string }>("remember", (event) =>
+      Effect.sync(() => {
+        lastCheckpoint = event.data.step
+      })
+    )
+  ]
 })
 const Metric = EventType.make("train.Metric", 2, Schema.Struct({ name: Schema.String, value: Schema.Number }), {
   delivery: "droppable",
@@ -61,6 +70,27 @@ const trail = await Trail.start({
   types: [Trail.route(StepFinished, work(4)), Trail.route(Checkpoint, storeCheckpoints), Metric, Log],
   process: work(2)
 })
+
+// a handler registered by name that fails now and then: its supervisor resumes (the
+// failed event is dropped, counted), the other handlers and the type never notice
+let alerts = 0
+trail.on(
+  "train.Metric",
+  Handler.make<{ name: string; value: number }>(
+    "alert",
+    (event) =>
+      event.data.value > 0.99
+        ? Effect.fail(new Error(`metric ${event.data.name} out of range`))
+        : Effect.sync(() => alerts++),
+    { retry: Schedule.recurs(1) }
+  )
+)
+// by name, the data is validated first: a typo is a clear error, not a lost event
+try {
+  trail.log("train.Chekpoint", { step: 0, path: "/nowhere" })
+} catch (error) {
+  console.log(`by name: ${(error as Error).message}`)
+}
 
 // --- Ctrl-C -------------------------------------------------------------------------
 
@@ -105,7 +135,7 @@ while (!stopping && Date.now() < deadline) {
   }
   for (const name of ["lr", "grad_norm", "throughput"]) trail.log(Metric, { name, value: Math.random() })
   if (burst % 10 === 0) trail.log(Checkpoint, { step, path: `/ckpt/step-${step}.pt` })
-  if (burst % 5 === 0) trail.log(Log, { level: "info", message: `burst ${burst} done at step ${step}` })
+  if (burst % 5 === 0) trail.log("job.Log", { level: "info", message: `burst ${burst} done at step ${step}` })
   await sleep(10)
 }
 
@@ -120,9 +150,17 @@ process.off("SIGINT", onSigint)
 
 const rows: Record<string, Record<string, number | string>> = {}
 let allHold = true
+const balanced = (t: Trail.TypeStats | Trail.HandlerStats) =>
+  t.accepted === t.processed + t.queued + t.inFlight + dropped(t.dropped) + t.deadLettered
 for (const t of Object.values(stats.types)) {
-  const holds = t.accepted === t.processed + t.queued + t.inFlight + dropped(t.dropped) + t.deadLettered
+  const holds = balanced(t)
   allHold &&= holds
+  for (const h of Object.values(t.handlers)) {
+    allHold &&= balanced(h)
+    console.log(
+      `handler ${t.type}/${h.handler}: ${h.accepted} accepted, ${h.processed} handled, ${dropped(h.dropped)} dropped, ${h.deadLettered} dead-lettered, ${h.failures} failed attempts${balanced(h) ? "" : " (NOT balanced)"}`
+    )
+  }
   rows[t.type] = {
     delivery: t.delivery,
     accepted: t.accepted,
@@ -139,7 +177,7 @@ for (const t of Object.values(stats.types)) {
 }
 console.table(rows)
 console.log(`checkpoint batches: ${checkpointAttempts} attempts, ${checkpointFailures} failed and retried`)
-console.log(`dead letters: ${stats.deadLetters}`)
+console.log(`dead letters: ${stats.deadLetters}; last checkpoint seen by its handler: step ${lastCheckpoint}`)
 console.log(
   allHold
     ? "accepted = processed + queued + inFlight + dropped + deadLettered holds for every type"
