@@ -195,3 +195,80 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("Invali
     return `${this.subject}: ${this.reason}`
   }
 }
+
+/**
+ * A serialization extension definition is invalid (type code out of the app range, a
+ * class msgpackr never hands to extensions), or it clashes with one already
+ * registered under its type code or class. Thrown by `Serialization.extension` and
+ * `Serialization.register`: a definition error found at start-up.
+ *
+ * @category errors
+ */
+export class InvalidExtension extends Schema.TaggedError<InvalidExtension>()("InvalidExtension", {
+  /** The extension's name, as given. */
+  name: Schema.String,
+  /** Its MessagePack ext type code, as given. */
+  type: Schema.Number,
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_INVALID_EXTENSION"
+  override get message(): string {
+    return `invalid extension "${this.name}" (type ${this.type}): ${this.reason}`
+  }
+}
+
+/**
+ * A value could not be encoded to MessagePack: a function, a symbol, a circular
+ * reference, an invalid Date, or an extension whose `write` failed. `path` says where
+ * in the value (empty for the value itself, or when it could not be found).
+ *
+ * @category errors
+ */
+export class EncodeError extends Schema.TaggedError<EncodeError>()("EncodeError", {
+  path: Schema.Array(Schema.Union([Schema.String, Schema.Number])),
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_ENCODE"
+  override get message(): string {
+    const where = this.path.length === 0 ? "the value" : `the value at ${formatPath(this.path)}`
+    return `cannot encode ${where}: ${this.reason}`
+  }
+}
+
+/**
+ * Bytes could not be decoded as one MessagePack value: malformed, truncated
+ * (`incomplete`), followed by left-over bytes, or an extension's `read` failed.
+ * `position` is the byte offset where decoding stopped, when known.
+ *
+ * @category errors
+ */
+export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError", {
+  /** Length of the input, in bytes. */
+  size: Schema.Number,
+  /** Byte offset where decoding stopped, when known (the input's end for a truncated value). */
+  position: Schema.optional(Schema.Number),
+  /** The input ends in the middle of a value: more bytes would have been needed. */
+  incomplete: Schema.Boolean,
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_DECODE"
+  override get message(): string {
+    const at = this.position === undefined ? "" : ` at byte ${this.position}`
+    return `cannot decode ${this.size} bytes of MessagePack${at}: ${this.reason}`
+  }
+}
+
+/**
+ * Input to decode is larger than the codec's `maxBytes`: refused before decoding.
+ *
+ * @category errors
+ */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  size: Schema.Number,
+  maxBytes: Schema.Number
+}) {
+  readonly code = "CAIRN_PAYLOAD_TOO_LARGE"
+  override get message(): string {
+    return `payload of ${this.size} bytes is larger than the limit of ${this.maxBytes} bytes`
+  }
+}
