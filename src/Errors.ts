@@ -272,3 +272,104 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
     return `payload of ${this.size} bytes is larger than the limit of ${this.maxBytes} bytes`
   }
 }
+
+/**
+ * A frame broke the wire protocol (see `docs/protocol.md`), or the peer said that ours
+ * did. `wireCode` is the protocol's stable error code (`bad_frame`, `window_exceeded`,
+ * …, the table `Protocol.codes`), `closeCode` the WebSocket close code that goes with
+ * it, `detail` what exactly was wrong, and `seq` the BATCH concerned, when there is one.
+ * The side that finds the problem sends an ERROR frame with `wireCode`, `detail` and
+ * `seq`, then closes the connection with `closeCode`.
+ *
+ * @category errors
+ */
+export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
+  /** The protocol error code, e.g. `bad_frame`; the ERROR frame's code. */
+  wireCode: Schema.String,
+  /** The WebSocket close code to close with (1002, 1009, 4009, …). */
+  closeCode: Schema.Number,
+  /** What was wrong, in words; the ERROR frame's message. */
+  detail: Schema.String,
+  /** Sequence number of the BATCH concerned, when there is one. */
+  seq: Schema.optional(Schema.Number)
+}) {
+  readonly code = "CAIRN_PROTOCOL"
+  override get message(): string {
+    const on = this.seq === undefined ? "" : ` on BATCH ${this.seq}`
+    return `protocol error ${this.wireCode}${on} (close ${this.closeCode}): ${this.detail}`
+  }
+}
+
+/** The message of something thrown or failed with, for a derived message. */
+const describe = (cause: unknown): string =>
+  cause instanceof Error ? cause.message : typeof cause === "string" ? cause : String(cause)
+
+/**
+ * An action of a machine actor failed: its Effect failed or died, its
+ * implementation threw, or it is an xstate action the actor does not run (a child
+ * actor, a `sendTo` another actor). `action` is the action's type (`notify`,
+ * `xstate.emit`, `xstate.spawnChild`, …), `cause` what it failed with. The
+ * transition it belongs to is not committed, and the message is retried and
+ * supervised like any failure (see `docs/machines.md`).
+ *
+ * @category errors
+ */
+export class MachineActionFailed extends Schema.TaggedError<MachineActionFailed>()("MachineActionFailed", {
+  machine: Schema.String,
+  action: Schema.String,
+  cause: Schema.Unknown
+}) {
+  readonly code = "CAIRN_MACHINE_ACTION"
+  override get message(): string {
+    return `action ${this.action} of machine ${this.machine} failed: ${describe(this.cause)}`
+  }
+}
+
+/**
+ * xstate's `transition` threw for an event (a guard, an `assign` or a delay
+ * expression threw, or an action targets an actor that does not exist). The
+ * snapshot is unchanged; the message is retried and supervised like any failure.
+ *
+ * @category errors
+ */
+export class MachineTransitionFailed extends Schema.TaggedError<MachineTransitionFailed>()("MachineTransitionFailed", {
+  machine: Schema.String,
+  /** The type of the event being processed (`xstate.init` for the initial state). */
+  event: Schema.String,
+  cause: Schema.Unknown
+}) {
+  readonly code = "CAIRN_MACHINE_TRANSITION"
+  override get message(): string {
+    return `machine ${this.machine} could not take event ${this.event}: ${describe(this.cause)}`
+  }
+}
+
+/**
+ * A persisted snapshot given to a machine actor does not restore with its machine
+ * (a state that does not exist, a malformed value or timer list).
+ *
+ * @category errors
+ */
+export class MachineSnapshotInvalid extends Schema.TaggedError<MachineSnapshotInvalid>()("MachineSnapshotInvalid", {
+  machine: Schema.String,
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_MACHINE_SNAPSHOT"
+  override get message(): string {
+    return `persisted snapshot of machine ${this.machine} does not restore: ${this.reason}`
+  }
+}
+
+/**
+ * A machine actor is stopped (its mailbox is closed): the event was not accepted.
+ *
+ * @category errors
+ */
+export class MachineClosed extends Schema.TaggedError<MachineClosed>()("MachineClosed", {
+  machine: Schema.String
+}) {
+  readonly code = "CAIRN_MACHINE_CLOSED"
+  override get message(): string {
+    return `machine ${this.machine} is stopped: the event was refused`
+  }
+}
