@@ -164,7 +164,11 @@ export class Registry {
       return new EventNotFound({
         asked,
         reason: `"${asked}" is not an event name: expected "app.Name" or "app.Name@version" (version a positive integer)`,
-        suggestions: NAME.test(name) ? closest(name, names) : []
+        suggestions: !NAME.test(name)
+          ? []
+          : this.byName.has(name)
+            ? [this.byName.get(name)!.at(-1)!.key]
+            : closest(name, names)
       })
     }
     const versions = this.byName.get(name)

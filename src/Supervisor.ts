@@ -134,6 +134,8 @@ export class Child {
   failures = 0
   /** Set once stopped. */
   stopped: Cause.Cause<unknown> | undefined = undefined
+  /** Why it stopped, once stopped: later decisions report the same reason. */
+  stoppedFor: "intensity" | "strategy" | undefined = undefined
 
   constructor(name: string, options: Options = {}) {
     this.name = name
@@ -158,7 +160,7 @@ export class Child {
   /** Decides, at `now` (ms), what an exhausted failure with `cause` means. */
   decide(now: number, cause: Cause.Cause<unknown>): Decision {
     this.failures++
-    if (this.stopped !== undefined) return this.stop(now, cause, "strategy")
+    if (this.stoppedFor !== undefined) return this.stop(now, cause, this.stoppedFor)
     switch (this.strategy) {
       case "resume":
         return { _tag: "Resume" }
@@ -178,6 +180,7 @@ export class Child {
 
   private stop(_now: number, cause: Cause.Cause<unknown>, reason: "intensity" | "strategy"): Decision {
     this.stopped ??= cause
+    this.stoppedFor ??= reason
     return {
       _tag: "Stop",
       escalated: {

@@ -216,13 +216,8 @@ describe("Supervisor restart", () => {
     assert.strictEqual(child.stopped, cause)
   })
 
-  // BUG (src/Supervisor.ts, `decide`): once stopped, every later decision is built with
-  // reason "strategy" (`if (this.stopped !== undefined) return this.stop(now, cause, "strategy")`),
-  // even for a child with strategy "restart" that was stopped for its restart intensity.
-  // The `Escalated` doc says "strategy" means "its strategy is stop"; a second Stop
-  // (the pool can ask again when two runs of one lane fail together) would log an
-  // Escalated event with the wrong reason. Fix: remember the stopping reason and reuse it.
-  it.fails("a decision after an intensity stop keeps the reason intensity", () => {
+  // a second Stop (two runs of one lane failing together) reports the first stop's reason
+  it("a decision after an intensity stop keeps the reason intensity", () => {
     const child = new Supervisor.Child("c", { strategy: "restart", maxRestarts: 0 })
     assert.strictEqual(escalated(child.decide(0, failure("a"))).reason, "intensity")
     assert.strictEqual(escalated(child.decide(1, failure("b"))).reason, "intensity")

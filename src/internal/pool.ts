@@ -451,9 +451,11 @@ export class Pool {
         }
         pool.settle(run, Exit.failCause(cause))
       } else if (decision._tag === "Stop") {
-        lane.halted = cause
+        // two runs of one lane can fail together: the lane stops (and reports) once
+        const first = lane.halted === undefined
+        lane.halted ??= cause
         pool.settle(run, Exit.failCause(cause), 0, "stopped")
-        options.onStop?.(decision.escalated)
+        if (first) options.onStop?.(decision.escalated)
       } else {
         // restart: the state is rebuilt after the backoff, then the batch's retries start over
         run.step = undefined
