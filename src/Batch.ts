@@ -9,8 +9,49 @@
  *
  * @since 0.1.0
  */
-import { Envelope, type Origin } from "./Envelope.ts"
+import { Envelope, Origin } from "./Envelope.ts"
 import type * as EventType from "./EventType.ts"
+
+/**
+ * What an event recorded elsewhere keeps of its envelope when it enters a trail (the
+ * service side of the wire): its own id, who recorded it, its parent. Its type,
+ * time and data travel like any event's.
+ *
+ * @category models
+ */
+export class Foreign {
+  readonly origin: Origin
+  readonly id: string
+  readonly parent: string | undefined
+  constructor(origin: Origin, id: string, parent: string | undefined) {
+    this.origin = origin
+    this.id = id
+    this.parent = parent
+  }
+}
+
+/**
+ * The origin of the foreign events of one type from one source (make it once per
+ * session and type, not per event).
+ *
+ * @category constructors
+ */
+export const foreignOrigin = (type: string, source: string): Origin => new Origin(type, source, undefined)
+
+/**
+ * An event of a batch the processing function refused (e.g. the service's reason,
+ * coming back in an ack): it is not processed. A `must` event becomes a dead letter
+ * with the reason, a `droppable` one is counted as dropped.
+ *
+ * @category models
+ */
+export interface Rejection {
+  /** Index of the event in the batch. */
+  readonly index: number
+  /** A short code (`invalid`, `unknown_type`, `rejected`, …). */
+  readonly code: string
+  readonly reason: string
+}
 
 /**
  * @category models
@@ -30,7 +71,14 @@ export class Batch<A = unknown> {
   readonly parents: ReadonlyArray<string | undefined> | undefined
   /** Sequence number of the first event; the i-th has `firstSeq + i`. */
   readonly firstSeq: number
+  /**
+   * Events the processing function refused (see {@link reject}); the others are
+   * processed when it succeeds.
+   */
+  rejected: Array<Rejection> | undefined = undefined
   private readonly origin: Origin
+  /** Per event: its {@link Foreign} envelope fields, when the batch holds foreign events. */
+  private readonly foreign: ReadonlyArray<unknown> | undefined
   private envelopes: ReadonlyArray<Envelope<A>> | undefined = undefined
   private times: ReadonlyArray<number> | undefined = undefined
 
@@ -48,6 +96,17 @@ export class Batch<A = unknown> {
     this.data = data
     this.timeBase = timeBase
     this.timeOffsets = timeOffsets
+    let foreign: ReadonlyArray<unknown> | undefined
+    if (parents !== undefined) {
+      for (let i = 0; i < parents.length; i++) {
+        if (parents[i] instanceof Foreign) {
+          foreign = parents
+          parents = parents.map((p) => (p instanceof Foreign ? p.parent : p))
+          break
+        }
+      }
+    }
+    this.foreign = foreign
     this.parents = parents as ReadonlyArray<string | undefined> | undefined
     this.firstSeq = firstSeq
   }
@@ -76,9 +135,26 @@ export class Batch<A = unknown> {
     return this.origin.type
   }
 
-  /** Who recorded the events. */
+  /** Who recorded the events (for a batch with foreign events, see {@link sourceOf}). */
   get source(): string {
     return this.origin.source
+  }
+
+  /** Who recorded the i-th event. */
+  sourceOf(i: number): string {
+    const f = this.foreign?.[i]
+    return f instanceof Foreign ? f.origin.source : this.origin.source
+  }
+
+  /** Whether some events were recorded elsewhere (they keep their own ids and sources). */
+  get hasForeign(): boolean {
+    return this.foreign !== undefined
+  }
+
+  /** Refuses the i-th event (see {@link Rejection}); call before the processing function succeeds. */
+  reject(index: number, code: string, reason: string): void {
+    if (this.rejected === undefined) this.rejected = []
+    this.rejected.push({ index, code, reason })
   }
 
   /** The 8 characters shared by every id of this batch (the generator's random bits). */
@@ -88,6 +164,8 @@ export class Batch<A = unknown> {
 
   /** The id of the i-th event. */
   id(i: number): string {
+    const f = this.foreign?.[i]
+    if (f instanceof Foreign) return f.id
     return this.origin.ids!.format(this.time(i), this.firstSeq + i)
   }
 
@@ -101,8 +179,13 @@ export class Batch<A = unknown> {
     if (this.envelopes === undefined) {
       const n = this.data.length
       const out = new Array<Envelope<A>>(n)
+      const foreign = this.foreign
       for (let i = 0; i < n; i++) {
-        out[i] = new Envelope(this.origin, this.time(i), this.data[i]!, this.parents?.[i], undefined, this.firstSeq + i)
+        const f = foreign?.[i]
+        out[i] =
+          f instanceof Foreign
+            ? new Envelope(f.origin, this.time(i), this.data[i]!, f.parent, f.id, 0)
+            : new Envelope(this.origin, this.time(i), this.data[i]!, this.parents?.[i], undefined, this.firstSeq + i)
       }
       this.envelopes = out
     }

@@ -373,3 +373,24 @@ export class MachineClosed extends Schema.TaggedError<MachineClosed>()("MachineC
     return `machine ${this.machine} is stopped: the event was refused`
   }
 }
+
+/**
+ * Events the processing function refused (a service's per-event outcome in an ack:
+ * `invalid`, `unknown_type`, `rejected`…): the cause of their dead letter. They are
+ * not resent.
+ *
+ * @category errors
+ */
+export class EventRejected extends Schema.TaggedError<EventRejected>()("EventRejected", {
+  type: Schema.String,
+  /** One entry per refused event: its id, the code and the reason. */
+  events: Schema.Array(Schema.Struct({ id: Schema.String, code: Schema.String, reason: Schema.String }))
+}) {
+  override get message(): string {
+    const first = this.events[0]
+    const more = this.events.length > 1 ? ` (and ${this.events.length - 1} more)` : ""
+    return first === undefined
+      ? `no event of ${this.type} was refused`
+      : `${this.type} event ${first.id} refused (${first.code}): ${first.reason}${more}`
+  }
+}

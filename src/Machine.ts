@@ -43,7 +43,7 @@ import {
   setup,
   transition
 } from "xstate"
-import { make as makeActor } from "./Actor.ts"
+import { type DeadLetterReason, make as makeActor } from "./Actor.ts"
 import type { Envelope } from "./Envelope.ts"
 import {
   InvalidOptions,
@@ -137,7 +137,7 @@ export interface Options<M extends AnyStateMachine> {
   readonly onDeadLetter?: (
     events: ReadonlyArray<EventFromLogic<M>>,
     cause: Cause.Cause<unknown>,
-    reason: "retriesExhausted" | "shutdown" | "stopped"
+    reason: DeadLetterReason
   ) => void
 }
 

@@ -1146,7 +1146,17 @@ export const decode = (
  *
  * @category constructors
  */
-export const fromBatch = (seq: number, batch: Batch): BatchFrame => ({
+export const fromBatch = (seq: number, batch: Batch): BatchFrame =>
+  batch.hasForeign ? fromForeignBatch(seq, batch) : fromOwnBatch(seq, batch)
+
+/** A batch holding events recorded elsewhere (their own ids): as rows. */
+const fromForeignBatch = (seq: number, batch: Batch): BatchFrame => {
+  const rows = new Array<Row>(batch.size)
+  for (let i = 0; i < rows.length; i++) rows[i] = [batch.id(i), batch.time(i), batch.data[i], batch.parents?.[i]]
+  return { _tag: "Batch", seq, key: batch.key, events: { _tag: "Rows", rows } }
+}
+
+const fromOwnBatch = (seq: number, batch: Batch): BatchFrame => ({
   _tag: "Batch",
   seq,
   key: batch.key,

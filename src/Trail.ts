@@ -19,13 +19,14 @@
  * @since 0.1.0
  */
 import * as os from "node:os"
-import { type Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Scope } from "effect"
 import * as Actor from "./Actor.ts"
-import { Batch } from "./Batch.ts"
+import { Batch, type Foreign } from "./Batch.ts"
 import { type Envelope, IdGenerator, Origin } from "./Envelope.ts"
 import {
   DuplicateEventType,
   type DuplicateHandler,
+  EventRejected,
   type EventNotFound,
   InvalidOptions,
   TrailClosed,
@@ -261,6 +262,34 @@ export interface Service {
   readonly deadLettersUnsafe: () => ReadonlyArray<DeadLetter>
   /** Shuts the trail down (idempotent); returns the final counters. */
   readonly shutdown: Effect.Effect<Stats>
+  /**
+   * The way in for events recorded elsewhere (the service side of the wire), for one
+   * type key or name. Throws {@link EventNotFound} (counted as rejected) for a key
+   * that resolves to nothing. Resolve once per session and key, then offer each event.
+   */
+  readonly intake: (key: string) => Intake
+}
+
+/**
+ * Takes events of one type recorded elsewhere, keeping their ids, sources, parents
+ * and times (see {@link Trail.intake}).
+ *
+ * @category models
+ */
+export interface Intake {
+  readonly type: EventType.Any
+  /**
+   * Decodes the data with the type's schema (throws {@link ValidationError}, counted as
+   * rejected) and offers the event. Synchronous, never blocks: `"full"` (not counted)
+   * means wait with `awaitRoom` and offer the decoded value again with `offerDecoded`.
+   */
+  readonly offer: (data: unknown, happenedAt: number, foreign: Foreign) => OfferResult
+  /** Offers an event whose data is already decoded. */
+  readonly offerDecoded: (value: unknown, happenedAt: number, foreign: Foreign) => OfferResult
+  /** Decodes without offering (throws {@link ValidationError}, counted). */
+  readonly decode: (data: unknown) => unknown
+  /** Resolves when the type's mailbox has room (or is closed). */
+  readonly awaitRoom: Effect.Effect<void>
 }
 
 /**
@@ -383,6 +412,30 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
         deadLettersEvicted++
       }
       options.onDeadLetter?.(deadLetter)
+    }
+
+    /** Events a processing function refused in a batch it completed: dead letters for `must`. */
+    const refusedOf = (batch: Batch): number => {
+      const rejected = batch.rejected
+      if (rejected === undefined || rejected.length === 0) return 0
+      if (batch.type.delivery === "must") {
+        const all = batch.events
+        const events = rejected.map((r) => all[r.index]!)
+        recordDeadLetter({
+          type: batch.key,
+          batch: undefined,
+          events,
+          cause: Cause.fail(
+            new EventRejected({
+              type: batch.key,
+              events: rejected.map((r) => ({ id: all[r.index]!.id, code: r.code, reason: r.reason }))
+            })
+          ),
+          reason: "rejected",
+          at: clockService.currentTimeMillisUnsafe()
+        })
+      }
+      return Math.min(rejected.length, batch.size)
     }
 
     /** Events the type's actor may take now: the least room among handlers that hold it back. */
@@ -608,7 +661,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
               reason,
               at: clockService.currentTimeMillisUnsafe()
             }),
-          onBatch: metrics.observeBatch
+          onBatch: metrics.observeBatch,
+          refused: refusedOf
         })
         return pool.add(actorOptions).pipe(
           Effect.tap((actor) =>
@@ -657,8 +711,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     })
     yield* Scope.addFinalizer(scope, Effect.sync(unsubscribeNames))
 
-    /** Resolves a name and decodes the data, counting what is rejected; throws the typed error. */
-    const byName = (name: string, data: unknown): { lane: Lane; value: unknown } => {
+    /** The lane of a name or key (cached); throws {@link EventNotFound}, counted. */
+    const laneNamed = (name: string): Lane => {
       let lane = names.get(name)
       if (lane === undefined) {
         let type: EventType.Any
@@ -671,6 +725,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
         lane = lanes.get(type) ?? laneOf(type)
         names.set(name, lane)
       }
+      return lane
+    }
+
+    /** Resolves a name and decodes the data, counting what is rejected; throws the typed error. */
+    const byName = (name: string, data: unknown): { lane: Lane; value: unknown } => {
+      const lane = laneNamed(name)
       const type = lane.type
       try {
         return { lane, value: EventType.decodeUnsafe(type, data) }
@@ -845,6 +905,27 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
 
     yield* Effect.addFinalizer(() => shutdown)
 
+    const intake = (key: string): Intake => {
+      const lane = laneNamed(key)
+      const { type, mailbox } = lane
+      const found = lane
+      const decode = (data: unknown): unknown => {
+        try {
+          return EventType.decodeUnsafe(type, data)
+        } catch (error) {
+          found.rejectedInvalid++
+          throw error
+        }
+      }
+      return {
+        type,
+        decode,
+        offer: (data, happenedAt, foreign) => mailbox.offer(decode(data), happenedAt, foreign),
+        offerDecoded: (value, happenedAt, foreign) => mailbox.offer(value, happenedAt, foreign),
+        awaitRoom: mailbox.awaitSpace()
+      }
+    }
+
     return {
       source,
       register: (type, process) => Effect.asVoid(addLane(type, (process as Processor | undefined) ?? defaultProcess)),
@@ -857,7 +938,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       statsUnsafe,
       deadLetters: Effect.sync(() => deadLetters.slice()),
       deadLettersUnsafe: () => deadLetters.slice(),
-      shutdown
+      shutdown,
+      intake
     } satisfies Service
   })
 

@@ -21,7 +21,7 @@ import type { Mailbox, Segment, Taken } from "../Mailbox.ts"
 import type { Decision, EscalatedData } from "../Supervisor.ts"
 import { Linger, type Target } from "./linger.ts"
 
-export type DeadLetterReason = "retriesExhausted" | "shutdown" | "stopped"
+export type DeadLetterReason = "retriesExhausted" | "shutdown" | "stopped" | "rejected"
 export type BatchOutcome = "processed" | "deadLettered" | "dropped"
 
 export interface LaneOptions<A, B> {
@@ -64,6 +64,12 @@ export interface LaneOptions<A, B> {
    * Default: the rest of the batch is given up.
    */
   readonly skip?: ((batch: B, cause: Cause.Cause<unknown>) => boolean) | undefined
+  /**
+   * Asked once when a batch succeeded: how many of its items the behaviour refused
+   * (recording them itself, e.g. as dead letters); they do not count as processed.
+   * Default: none.
+   */
+  readonly refused?: ((batch: B) => number) | undefined
   /** Rebuilds the behaviour's state before a restart tries the failed batch again. */
   readonly restart?: (() => Effect.Effect<void, unknown>) | undefined
   /** Called, synchronously, when the supervisor stops the lane. */
@@ -507,7 +513,8 @@ export class Pool {
     options.onBatch?.(run.size, this.clock.currentTimeMillisUnsafe() - run.startedAt, outcome)
     if (Exit.isSuccess(exit)) {
       // a batch that skipped items: those were given up
-      const processed = options.progress === undefined ? run.size : options.progress(run.batch)
+      let processed = options.progress === undefined ? run.size : options.progress(run.batch)
+      if (options.refused !== undefined) processed -= options.refused(run.batch)
       if (processed >= run.size) mailbox.settle(run.segment, "processed")
       else mailbox.settle(run.segment, options.delivery === "must" ? "deadLettered" : "failed", processed)
       return
