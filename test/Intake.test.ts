@@ -80,7 +80,7 @@ describe("Trail.intake: events recorded elsewhere", () => {
       assert.instanceOf(invalid, Errors.ValidationError)
       assert.strictEqual(
         (invalid as Errors.ValidationError).message,
-        'invalid data for app.Step@1 (1 issue): n: Expected number'
+        "invalid data for app.Step@1 (1 issue): n: Expected number"
       )
       const stats = trail.statsUnsafe()
       assert.deepStrictEqual(stats.rejected, { unknownType: 1, invalid: 1 })
