@@ -13,26 +13,8 @@ import { Envelope, Origin } from "./Envelope.ts"
 import type * as EventType from "./EventType.ts"
 
 /**
- * What an event recorded elsewhere keeps of its envelope when it enters a trail (the
- * service side of the wire): its own id, who recorded it, its parent. Its type,
- * time and data travel like any event's.
- *
- * @category models
- */
-export class Foreign {
-  readonly origin: Origin
-  readonly id: string
-  readonly parent: string | undefined
-  constructor(origin: Origin, id: string, parent: string | undefined) {
-    this.origin = origin
-    this.id = id
-    this.parent = parent
-  }
-}
-
-/**
- * The origin of the foreign events of one type from one source (make it once per
- * session and type, not per event).
+ * The origin of the events of one type recorded elsewhere by one source: their
+ * envelopes keep their own ids (make it once per session and type, not per event).
  *
  * @category constructors
  */
@@ -77,7 +59,7 @@ export class Batch<A = unknown> {
    */
   rejected: Array<Rejection> | undefined = undefined
   private readonly origin: Origin
-  /** Per event: its {@link Foreign} envelope fields, when the batch holds foreign events. */
+  /** Per event: its own envelope when it was recorded elsewhere (see `Trail.intake`). */
   private readonly foreign: ReadonlyArray<unknown> | undefined
   private envelopes: ReadonlyArray<Envelope<A>> | undefined = undefined
   private times: ReadonlyArray<number> | undefined = undefined
@@ -99,9 +81,9 @@ export class Batch<A = unknown> {
     let foreign: ReadonlyArray<unknown> | undefined
     if (parents !== undefined) {
       for (let i = 0; i < parents.length; i++) {
-        if (parents[i] instanceof Foreign) {
+        if (parents[i] instanceof Envelope) {
           foreign = parents
-          parents = parents.map((p) => (p instanceof Foreign ? p.parent : p))
+          parents = parents.map((p) => (p instanceof Envelope ? p.parent : p))
           break
         }
       }
@@ -143,7 +125,7 @@ export class Batch<A = unknown> {
   /** Who recorded the i-th event. */
   sourceOf(i: number): string {
     const f = this.foreign?.[i]
-    return f instanceof Foreign ? f.origin.source : this.origin.source
+    return f instanceof Envelope ? f.source : this.origin.source
   }
 
   /** Whether some events were recorded elsewhere (they keep their own ids and sources). */
@@ -165,7 +147,7 @@ export class Batch<A = unknown> {
   /** The id of the i-th event. */
   id(i: number): string {
     const f = this.foreign?.[i]
-    if (f instanceof Foreign) return f.id
+    if (f instanceof Envelope) return f.id
     return this.origin.ids!.format(this.time(i), this.firstSeq + i)
   }
 
@@ -183,8 +165,8 @@ export class Batch<A = unknown> {
       for (let i = 0; i < n; i++) {
         const f = foreign?.[i]
         out[i] =
-          f instanceof Foreign
-            ? new Envelope(f.origin, this.time(i), this.data[i]!, f.parent, f.id, 0)
+          f instanceof Envelope
+            ? (f as Envelope<A>)
             : new Envelope(this.origin, this.time(i), this.data[i]!, this.parents?.[i], undefined, this.firstSeq + i)
       }
       this.envelopes = out

@@ -21,7 +21,7 @@
 import * as os from "node:os"
 import { Cause, Clock, Context, Deferred, Effect, Layer, ManagedRuntime, Scope } from "effect"
 import * as Actor from "./Actor.ts"
-import { Batch, type Foreign } from "./Batch.ts"
+import { Batch } from "./Batch.ts"
 import { type Envelope, IdGenerator, Origin } from "./Envelope.ts"
 import {
   DuplicateEventType,
@@ -278,16 +278,14 @@ export interface Service {
  */
 export interface Intake {
   readonly type: EventType.Any
-  /**
-   * Decodes the data with the type's schema (throws {@link ValidationError}, counted as
-   * rejected) and offers the event. Synchronous, never blocks: `"full"` (not counted)
-   * means wait with `awaitRoom` and offer the decoded value again with `offerDecoded`.
-   */
-  readonly offer: (data: unknown, happenedAt: number, foreign: Foreign) => OfferResult
-  /** Offers an event whose data is already decoded. */
-  readonly offerDecoded: (value: unknown, happenedAt: number, foreign: Foreign) => OfferResult
-  /** Decodes without offering (throws {@link ValidationError}, counted). */
+  /** Decodes data with the type's schema; throws {@link ValidationError}, counted as rejected. */
   readonly decode: (data: unknown) => unknown
+  /**
+   * Offers an event in its own envelope (id, source, parent, time; data already
+   * decoded). Synchronous, never blocks: `"full"` (not counted) means wait with
+   * `awaitRoom` and offer it again.
+   */
+  readonly offer: (event: Envelope) => OfferResult
   /** Resolves when the type's mailbox has room (or is closed). */
   readonly awaitRoom: Effect.Effect<void>
 }
@@ -920,8 +918,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       return {
         type,
         decode,
-        offer: (data, happenedAt, foreign) => mailbox.offer(decode(data), happenedAt, foreign),
-        offerDecoded: (value, happenedAt, foreign) => mailbox.offer(value, happenedAt, foreign),
+        offer: (event) => mailbox.offer(event.data, event.happenedAt, event),
         awaitRoom: mailbox.awaitSpace()
       }
     }

@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Fiber, Schema } from "effect"
 import { Errors, EventType, Handler, Trail } from "../src/index.ts"
-import { Foreign, foreignOrigin } from "../src/Batch.ts"
+import { foreignOrigin } from "../src/Batch.ts"
 import type { Batch } from "../src/Batch.ts"
-import type { Envelope } from "../src/Envelope.ts"
+import { Envelope } from "../src/Envelope.ts"
 
 const N = Schema.Struct({ n: Schema.Number })
 
@@ -15,6 +15,10 @@ const identity = (s: Trail.TypeStats) => {
   const d = s.dropped.overflow + s.dropped.shutdown + s.dropped.failed
   assert.strictEqual(s.accepted, s.processed + s.queued + s.inFlight + d + s.deadLettered, JSON.stringify(s))
 }
+
+/** An event recorded elsewhere, as the gateway hands it over (data decoded). */
+const event = (origin: ReturnType<typeof foreignOrigin>, id: string, at: number, data: unknown, parent?: string) =>
+  new Envelope(origin, at, data, parent, id, 0)
 
 const ID = (i: number) => `01KAAAAAAA00000000${String(i).padStart(8, "0")}`
 
@@ -37,8 +41,8 @@ describe("Trail.intake: events recorded elsewhere", () => {
       const intake = trail.intake("app.Step@1")
       const a = foreignOrigin("app.Step@1", "harness-a")
       const b = foreignOrigin("app.Step@1", "harness-b")
-      assert.strictEqual(intake.offer({ n: 1 }, 1_000, new Foreign(a, ID(1), undefined)), "accepted")
-      assert.strictEqual(intake.offer({ n: 2 }, 500, new Foreign(b, ID(2), ID(1))), "accepted")
+      assert.strictEqual(intake.offer(event(a, ID(1), 1_000, { n: 1 })), "accepted")
+      assert.strictEqual(intake.offer(event(b, ID(2), 500, { n: 2 }, ID(1))), "accepted")
       // a local event of the same type is in the same batch: it keeps the trail's own id
       assert.strictEqual(trail.logUnsafe(type, { n: 3 }), "accepted")
       yield* trail.flush
@@ -69,10 +73,9 @@ describe("Trail.intake: events recorded elsewhere", () => {
       })()
       assert.instanceOf(unknown, Errors.EventNotFound)
       const intake = trail.intake("app.Step@1")
-      const origin = foreignOrigin("app.Step@1", "h")
       const invalid = (() => {
         try {
-          intake.offer({ n: "two" }, 0, new Foreign(origin, ID(1), undefined))
+          intake.decode({ n: "two" })
         } catch (error) {
           return error
         }
@@ -104,7 +107,7 @@ describe("Trail.intake: events recorded elsewhere", () => {
       const intake = trail.intake("app.Step@1")
       const origin = foreignOrigin("app.Step@1", "h")
       let accepted = 0
-      while (intake.offerDecoded({ n: accepted }, 0, new Foreign(origin, ID(accepted), undefined)) === "accepted") {
+      while (intake.offer(event(origin, ID(accepted), 0, { n: accepted })) === "accepted") {
         accepted++
         yield* settle
         assert.isBelow(accepted, 10, "the mailbox never filled")
@@ -113,14 +116,14 @@ describe("Trail.intake: events recorded elsewhere", () => {
       // a batch in flight (stuck) and a full mailbox behind it
       assert.strictEqual(stuck.queued, 2)
       assert.strictEqual(stuck.inFlight + stuck.queued, accepted)
-      assert.strictEqual(intake.offerDecoded({ n: 9 }, 0, new Foreign(origin, ID(9), undefined)), "full")
+      assert.strictEqual(intake.offer(event(origin, ID(9), 0, { n: 9 })), "full")
       const waiting = yield* Effect.forkChild(intake.awaitRoom)
       yield* settle
       assert.isUndefined(waiting.pollUnsafe())
       identity(trail.statsUnsafe().types["app.Step@1"]!)
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(waiting)
-      assert.strictEqual(intake.offerDecoded({ n: 9 }, 0, new Foreign(origin, ID(9), undefined)), "accepted")
+      assert.strictEqual(intake.offer(event(origin, ID(9), 0, { n: 9 })), "accepted")
       yield* trail.flush
       const done = trail.statsUnsafe().types["app.Step@1"]!
       identity(done)
