@@ -394,3 +394,40 @@ export class EventRejected extends Schema.TaggedError<EventRejected>()("EventRej
       : `${this.type} event ${first.id} refused (${first.code}): ${first.reason}${more}`
   }
 }
+
+/**
+ * The transport (harness side of the wire) is closed: a batch given to its `process`
+ * after `close` began, or one still unacked when `close`'s deadline passed. The trail
+ * retries it on the type's schedule, then dead-letters `must` events with it.
+ *
+ * @category errors
+ */
+export class TransportClosed extends Schema.TaggedError<TransportClosed>()("TransportClosed", {
+  /** The gateway's URL. */
+  url: Schema.String
+}) {
+  readonly code = "CAIRN_TRANSPORT_CLOSED"
+  override get message(): string {
+    return `the transport to ${this.url} is closed: the batch was not delivered`
+  }
+}
+
+/**
+ * The transport gave up connecting: its reconnect `backoff` schedule ended (the
+ * default one never does). Every unacked batch fails with it, and so does every later
+ * batch given to `process`.
+ *
+ * @category errors
+ */
+export class ConnectionFailed extends Schema.TaggedError<ConnectionFailed>()("ConnectionFailed", {
+  url: Schema.String,
+  /** Connections tried since the last good session. */
+  attempts: Schema.Number,
+  /** Why the last connection ended (or could not be made). */
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_CONNECTION_FAILED"
+  override get message(): string {
+    return `gave up connecting to ${this.url} after ${this.attempts} attempt${this.attempts === 1 ? "" : "s"}: ${this.reason}`
+  }
+}
