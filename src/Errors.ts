@@ -431,3 +431,45 @@ export class ConnectionFailed extends Schema.TaggedError<ConnectionFailed>()("Co
     return `gave up connecting to ${this.url} after ${this.attempts} attempt${this.attempts === 1 ? "" : "s"}: ${this.reason}`
   }
 }
+
+/**
+ * An HTTP view refused a request (see `docs/http.md`): the body was malformed, too
+ * large or of an unsupported type, the token was missing or wrong, the type is not
+ * relayable, the service is closing… `httpCode` is the stable code sent as the JSON
+ * body's `error` (the table `Http.codes`), `status` the HTTP status that goes with
+ * it, `detail` what exactly was wrong (the body's `message`). Unknown event names and
+ * invalid data are answered with {@link EventNotFound} (404) and
+ * {@link ValidationError} (422) instead.
+ *
+ * @category errors
+ */
+export class HttpError extends Schema.TaggedError<HttpError>()("HttpError", {
+  /** The HTTP status answered: 400, 401, 403, 405, 413, 415, 500 or 503. */
+  status: Schema.Number,
+  /** The stable code of the JSON body's `error` field, e.g. `not_relayable`. */
+  httpCode: Schema.String,
+  /** What was wrong, in words; the JSON body's `message`. */
+  detail: Schema.String
+}) {
+  readonly code = "CAIRN_HTTP"
+  override get message(): string {
+    return `HTTP ${this.status} ${this.httpCode}: ${this.detail}`
+  }
+}
+
+/**
+ * A gateway could not start listening: the port is taken, the host is not an address
+ * of this machine, or the process may not bind it. `reason` is the system's message.
+ *
+ * @category errors
+ */
+export class GatewayListenFailed extends Schema.TaggedError<GatewayListenFailed>()("GatewayListenFailed", {
+  host: Schema.String,
+  port: Schema.Number,
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_GATEWAY_LISTEN"
+  override get message(): string {
+    return `the gateway cannot listen on ${this.host}:${this.port}: ${this.reason}`
+  }
+}
