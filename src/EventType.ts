@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Schedule, Schema, SchemaIssue } from "effect"
+import { Effect, Exit, Schedule, Schema, SchemaAST, SchemaIssue } from "effect"
 import { InvalidEventType, ValidationError } from "./Errors.ts"
 import type { Handler } from "./Handler.ts"
 
@@ -136,6 +136,25 @@ export interface EventType<A, I = A> extends Options {
   /** Handlers declared with the type; they run before those registered by name. */
   // biome-ignore lint/suspicious/noExplicitAny: erased so that EventType stays covariant in A
   readonly handlers: ReadonlyArray<Handler<any>>
+  /** Set when a front end may send this type through the HTTP relay (see {@link Relay}). */
+  readonly relay?: Relay
+}
+
+/**
+ * How the HTTP relay (`POST /analytics`, see `docs/http.md`) treats the properties a
+ * front end sends for a relayable type, before they are validated by the schema:
+ * a key the schema declares passes as it is, a key listed in `hash` is replaced by
+ * the SHA-256 hex of its value, and every other key is dropped. So nothing the type
+ * does not declare reaches the service, and declared personal data can be kept
+ * only as a hash.
+ *
+ * @category models
+ */
+export interface Relay {
+  /** Keys whose values are replaced by their SHA-256 hex (declare them as strings). */
+  readonly hash: ReadonlyArray<string>
+  /** The keys the schema declares (of its encoded form): the only ones that pass. */
+  readonly keys: ReadonlyArray<string>
 }
 
 /**
@@ -169,6 +188,14 @@ export interface MakeOptions<A = any> {
   readonly timeoutMs?: number
   /** Handlers of this type's events, run before handlers registered by name, in this order. */
   readonly handlers?: ReadonlyArray<Handler<NoInfer<A>>>
+  /**
+   * Makes the type relayable: front ends may send it through the HTTP relay, which
+   * passes only the declared keys and hashes those listed in `hash` (see
+   * {@link Relay}). `true` relays with nothing hashed. The schema must be a struct
+   * (it declares the keys), and every key in `hash` one of its keys. Default: not
+   * relayable (the relay refuses the type).
+   */
+  readonly relay?: true | { readonly hash?: ReadonlyArray<string> }
 }
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)+$/
@@ -235,7 +262,9 @@ export const make = <A, I>(
     if (names.has(h.name)) fail(`two handlers are named "${h.name}"`)
     names.add(h.name)
   }
+  const relay = options.relay === undefined ? undefined : relayOf(schema, options.relay, fail)
   return {
+    ...(relay === undefined ? {} : { relay }),
     [TypeId]: TypeId,
     [CacheOwner]: undefined,
     [CacheValue]: undefined,
@@ -255,6 +284,40 @@ export const make = <A, I>(
 }
 
 const isPositiveInt = (n: number) => Number.isSafeInteger(n) && n > 0
+
+/** The relay of a type: its declared keys, and the hashed ones checked against them. */
+const relayOf = (
+  schema: { readonly ast: SchemaAST.AST },
+  option: true | { readonly hash?: ReadonlyArray<string> },
+  fail: (reason: string) => never
+): Relay => {
+  const keys = declaredKeys(schema.ast)
+  if (keys.length === 0) fail("relay needs a schema that declares its keys (a struct)")
+  const hash = option === true ? [] : [...(option.hash ?? [])]
+  for (const k of hash) {
+    if (!keys.includes(k)) fail(`relay.hash: "${k}" is not a key of the schema (keys: ${keys.join(", ")})`)
+  }
+  if (new Set(hash).size !== hash.length) fail("relay.hash lists a key twice")
+  return { hash, keys }
+}
+
+/** The property names of a schema's encoded form (of every member of a union). */
+const declaredKeys = (ast: SchemaAST.AST): Array<string> => {
+  const keys = new Set<string>()
+  const visit = (node: SchemaAST.AST, depth: number): void => {
+    if (depth > 8) return
+    const encoded = SchemaAST.toEncoded(node)
+    if (SchemaAST.isObjects(encoded)) {
+      for (const p of encoded.propertySignatures) if (typeof p.name === "string") keys.add(p.name)
+    } else if (SchemaAST.isUnion(encoded)) {
+      for (const member of encoded.types) visit(member, depth + 1)
+    } else if (SchemaAST.isSuspend(encoded)) {
+      visit(encoded.thunk(), depth + 1)
+    }
+  }
+  visit(ast, 0)
+  return [...keys]
+}
 
 /**
  * @category guards
