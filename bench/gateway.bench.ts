@@ -124,7 +124,8 @@ try {
     )
   )
 } finally {
-  raw.child.kill()
-  cairn.child.kill()
+  // the servers exit when they lose their parent (so a profiler run writes its profile)
+  raw.child.disconnect()
+  cairn.child.disconnect()
 }
 printResult("gateway", cases)

@@ -20,6 +20,7 @@ import { Effect } from "effect"
 import { foreignOrigin } from "./Batch.ts"
 import { Envelope, type Origin } from "./Envelope.ts"
 import { EventNotFound, InvalidOptions, TrailClosed, ValidationError } from "./Errors.ts"
+import { IdSet } from "./internal/idSet.ts"
 import * as Protocol from "./Protocol.ts"
 import type * as Trail from "./Trail.ts"
 
@@ -45,8 +46,10 @@ export interface Store {
  */
 export interface MemoryOptions {
   /**
-   * Ids remembered for de-duplication; past it the oldest are forgotten (a resend
-   * of an event that old would be recorded again). Default `1_000_000` (about 100 MB).
+   * Ids remembered for de-duplication: at least the last `capacity` recorded (and at
+   * most twice that); older ones are forgotten, and a resend of an event that old
+   * would be recorded again. Memory: 64 bytes per unit of capacity once twice
+   * `capacity` ids were recorded (64 MB for the default). Default `1_000_000`.
    */
   readonly capacity?: number
 }
@@ -60,57 +63,39 @@ export const memoryDefaults = { capacity: 1_000_000 } as const
 
 /**
  * The in-memory store: it keeps no events (the trail's actors have them), only the
- * ids of the last `capacity` recorded, to answer `duplicate`.
+ * ids recorded lately (see {@link MemoryOptions.capacity}), to answer `duplicate`.
+ * The ids live in typed-array hash tables, not a `Set<string>`: recording costs about
+ * 0.1 µs per event instead of about 1 µs at a million ids.
  *
  * @category models
  */
 export class MemoryStore implements Store {
   readonly capacity: number
-  private readonly seen = new Set<string>()
-  /** Ids in the order recorded, as a ring: the oldest is forgotten first. */
-  private readonly ring: Array<string>
-  private next = 0
+  private readonly ids: IdSet
 
   constructor(options: MemoryOptions = {}) {
     const capacity = options.capacity ?? memoryDefaults.capacity
-    if (!Number.isSafeInteger(capacity) || capacity < 1) {
-      throw new InvalidOptions({ subject: "memory store", reason: "capacity must be an integer >= 1" })
+    if (!Number.isSafeInteger(capacity) || capacity < 1 || capacity > 2 ** 26) {
+      throw new InvalidOptions({ subject: "memory store", reason: "capacity must be an integer from 1 to 2^26" })
     }
     this.capacity = capacity
-    this.ring = []
+    this.ids = new IdSet(capacity)
   }
 
   /** Ids remembered now. */
   get size(): number {
-    return this.seen.size
+    return this.ids.size
   }
 
   /** Whether an id is remembered as recorded. */
   has(id: string): boolean {
-    return this.seen.has(id)
+    return this.ids.has(id)
   }
 
   recordUnsafe(events: ReadonlyArray<Envelope>): Array<boolean> {
     const out = new Array<boolean>(events.length)
-    const seen = this.seen
-    const ring = this.ring
-    const capacity = this.capacity
-    for (let i = 0; i < events.length; i++) {
-      const id = events[i]!.id
-      if (seen.has(id)) {
-        out[i] = false
-        continue
-      }
-      out[i] = true
-      seen.add(id)
-      if (ring.length < capacity) {
-        ring.push(id)
-      } else {
-        seen.delete(ring[this.next]!)
-        ring[this.next] = id
-        this.next = (this.next + 1) % capacity
-      }
-    }
+    const ids = this.ids
+    for (let i = 0; i < events.length; i++) out[i] = ids.add(events[i]!.id)
     return out
   }
 

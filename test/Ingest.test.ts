@@ -206,15 +206,17 @@ describe("Ingest.batch", () => {
 })
 
 describe("Ingest.memoryStore", () => {
-  it("forgets the oldest ids past its capacity", () => {
+  it("remembers at least its capacity of recent ids, and forgets the oldest past twice that", () => {
     const store = Ingest.memoryStore({ capacity: 3 })
     const origin = { type: "app.Step@1", source: "h", ids: undefined }
     const ev = (i: number) => ({ id: ID(i), origin }) as unknown as Envelope
     assert.deepStrictEqual(store.recordUnsafe([ev(0), ev(1), ev(2)]), [true, true, true])
-    assert.deepStrictEqual(store.recordUnsafe([ev(3)]), [true])
-    assert.strictEqual(store.size, 3)
+    assert.deepStrictEqual(store.recordUnsafe([ev(3), ev(4), ev(5), ev(6)]), [true, true, true, true])
+    // the last 3 are remembered; 0 is past twice the capacity
+    assert.deepStrictEqual(store.recordUnsafe([ev(4), ev(5), ev(6)]), [false, false, false])
     assert.isFalse(store.has(ID(0)))
-    assert.deepStrictEqual(store.recordUnsafe([ev(0), ev(3), ev(2)]), [true, false, false])
+    assert.isAtMost(store.size, 6)
+    assert.deepStrictEqual(store.recordUnsafe([ev(0)]), [true])
   })
 
   it("refuses a capacity below 1 with InvalidOptions", () => {
