@@ -12,6 +12,7 @@
 import { Effect, Exit, Schedule, Schema, SchemaAST, SchemaIssue } from "effect"
 import { InvalidEventType, ValidationError } from "./Errors.ts"
 import type { Handler } from "./Handler.ts"
+import { type Plan, planOf } from "./internal/plainStruct.ts"
 
 /**
  * `must`: never dropped; a full mailbox applies backpressure; shutdown delivers them.
@@ -339,6 +340,7 @@ export const parseKey = (key: string): { readonly name: string; readonly version
 
 type Decoder = (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
 const decoders = new WeakMap<Any, Decoder>()
+const plans = new WeakMap<Any, Plan | null>()
 const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
 
 /**
@@ -361,12 +363,33 @@ const decoderOf = (type: Any): Decoder => {
 }
 
 /**
+ * The plan of a type whose schema is a plain struct (strings, numbers, booleans and
+ * literals, no checks or transformations), decoded without the generic parser; `null`
+ * for any other schema. See `internal/plainStruct.ts`.
+ *
+ * @internal
+ */
+export const planOfType = (type: Any): Plan | null => {
+  let plan = plans.get(type)
+  if (plan === undefined) {
+    plan = planOf(type.schema.ast) ?? null
+    plans.set(type, plan)
+  }
+  return plan
+}
+
+/**
  * Decodes data with the type's schema, or throws a {@link ValidationError} listing
  * every issue with its path. The name-based `log` runs it before an event is queued.
  *
  * @category validation
  */
 export const decodeUnsafe = <A, I>(type: EventType<A, I>, data: unknown): A => {
+  const plan = planOfType(type)
+  if (plan !== null) {
+    const out = plan.decode(data)
+    if (out !== undefined) return out as A
+  }
   const exit = decoderOf(type)(data)
   if (Exit.isSuccess(exit)) return exit.value as A
   throw validationError(type, exit)
@@ -379,6 +402,11 @@ export const decodeUnsafe = <A, I>(type: EventType<A, I>, data: unknown): A => {
  */
 export const decode = <A, I>(type: EventType<A, I>, data: unknown): Effect.Effect<A, ValidationError> =>
   Effect.suspend(() => {
+    const plan = planOfType(type)
+    if (plan !== null) {
+      const out = plan.decode(data)
+      if (out !== undefined) return Effect.succeed(out as A)
+    }
     const exit = decoderOf(type)(data)
     return Exit.isSuccess(exit) ? Effect.succeed(exit.value as A) : Effect.fail(validationError(type, exit))
   })

@@ -907,7 +907,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       const lane = laneNamed(key)
       const { type, mailbox } = lane
       const found = lane
+      // a plain struct is decoded by its compiled plan, resolved once here
+      const plan = EventType.planOfType(type)
       const decode = (data: unknown): unknown => {
+        if (plan !== null) {
+          const out = plan.decode(data)
+          if (out !== undefined) return out
+        }
         try {
           return EventType.decodeUnsafe(type, data)
         } catch (error) {

@@ -63,7 +63,8 @@ describe("IdSet", () => {
           assert.isTrue(set.has(id), `${id} not remembered just after add`)
         }
         for (const id of order.slice(-capacity)) assert.isTrue(set.has(id))
-        assert.isAtMost(set.size, 2 * capacity + 2)
+        // ids of the standard form and other strings are bounded apart, each to twice the capacity
+        assert.isAtMost(set.size, 4 * capacity)
       }),
       { numRuns: 300 }
     )

@@ -14,7 +14,8 @@
  * most twice that): forgetting is by age, as a ring would, without deletions.
  *
  * A string that is not an id in that form (wrong length or character) is kept in a
- * plain `Set` on the side, bounded the same way, so the set is correct for any string.
+ * plain `Set` on the side, bounded the same way (by generations of `capacity`), so the
+ * set is correct for any string.
  */
 
 /** Base32 value of each char code (Crockford, upper case), 255 for any other. */
