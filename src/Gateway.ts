@@ -34,7 +34,8 @@ import {
   makeCounters,
   Session,
   sameSecret,
-  type State
+  type State,
+  type Tally
 } from "./internal/session.ts"
 import * as Protocol from "./Protocol.ts"
 
@@ -255,6 +256,14 @@ export const series = {
   ),
   errors: counter("cairn_gateway_errors_total", "ERROR frames sent and connections refused, per code"),
   peerErrors: counter("cairn_gateway_peer_errors_total", "ERROR frames received from clients"),
+  harnessSessions: gauge("cairn_gateway_harness_sessions_open", "Sessions of the harness open now (past HELLO)"),
+  harnessBatches: counter("cairn_gateway_harness_batches_received_total", "BATCHes received from the harness"),
+  harnessBatchesAcked: counter("cairn_gateway_harness_batches_acked_total", "BATCHes of the harness acked"),
+  harnessEvents: counter("cairn_gateway_harness_events_received_total", "Events received from the harness"),
+  harnessOutcomes: counter(
+    "cairn_gateway_harness_events_total",
+    "Events of the harness acked, per outcome (accepted, duplicate, refused)"
+  ),
   ackLatency: (attributes?: Attributes) =>
     Metric.histogram("cairn_gateway_ack_latency_ms", {
       description: "Milliseconds from receiving a BATCH to sending its ACK",
@@ -302,16 +311,60 @@ class Histogram {
 
 const noop = () => {}
 
+const counterHook = (read: () => number) => ({
+  get: () => ({ count: read(), incremental: false }),
+  update: noop,
+  modify: noop
+})
+const gaugeHook = (read: () => number) => ({ get: () => ({ value: read() }), update: noop, modify: noop })
+
+/** The `cairn_gateway_harness_*` series of one harness id, read from its tally. */
+const registerHarnessMetrics = (harness: string, t: Tally, context: Context.Context<never>): void => {
+  const s = series
+  const a = { harness }
+  Metric.registerUnsafe(
+    s.harnessSessions(a),
+    context,
+    gaugeHook(() => t.sessions)
+  )
+  Metric.registerUnsafe(
+    s.harnessBatches(a),
+    context,
+    counterHook(() => t.batches)
+  )
+  Metric.registerUnsafe(
+    s.harnessBatchesAcked(a),
+    context,
+    counterHook(() => t.acked)
+  )
+  Metric.registerUnsafe(
+    s.harnessEvents(a),
+    context,
+    counterHook(() => t.events)
+  )
+  Metric.registerUnsafe(
+    s.harnessOutcomes({ harness, outcome: "accepted" }),
+    context,
+    counterHook(() => t.accepted)
+  )
+  Metric.registerUnsafe(
+    s.harnessOutcomes({ harness, outcome: "duplicate" }),
+    context,
+    counterHook(() => t.duplicate)
+  )
+  Metric.registerUnsafe(
+    s.harnessOutcomes({ harness, outcome: "refused" }),
+    context,
+    counterHook(() => t.refused)
+  )
+}
+
 const registerMetrics = (core: Core, latency: Histogram, context: Context.Context<never>): void => {
   const c = core.counters
   const counterOf = (metric: Metric.Counter<number>, read: () => number) =>
-    Metric.registerUnsafe(metric, context, {
-      get: () => ({ count: read(), incremental: false }),
-      update: noop,
-      modify: noop
-    })
+    Metric.registerUnsafe(metric, context, counterHook(read))
   const gaugeOf = (metric: Metric.Gauge<number>, read: () => number) =>
-    Metric.registerUnsafe(metric, context, { get: () => ({ value: read() }), update: noop, modify: noop })
+    Metric.registerUnsafe(metric, context, gaugeHook(read))
   const s = series
   gaugeOf(s.sessionsOpen(), () => core.sessions.size)
   counterOf(s.sessionsTotal(), () => c.sessionsTotal)
@@ -368,6 +421,8 @@ class Core implements Host {
   readonly run: Host["run"]
   readonly log: Host["log"]
   readonly observeAck: (ms: number) => void
+  private readonly tallies = new Map<string, Tally>()
+  private readonly context: Context.Context<never>
   private readonly waiters = new Set<() => void>()
   private readonly prefix = randomBytes(3).toString("hex")
   private nextId = 0
@@ -400,6 +455,17 @@ class Core implements Host {
       runFork(log.pipe(Effect.annotateLogs({ module: "Gateway", ...annotations })))
     }
     this.observeAck = (ms) => latency.observe(ms)
+    this.context = context
+  }
+
+  readonly tallyOf = (harness: string): Tally => {
+    let tally = this.tallies.get(harness)
+    if (tally === undefined) {
+      tally = { sessions: 0, batches: 0, acked: 0, events: 0, accepted: 0, duplicate: 0, refused: 0 }
+      this.tallies.set(harness, tally)
+      registerHarnessMetrics(harness, tally, this.context)
+    }
+    return tally
   }
 
   readonly authenticate = (harness: string, token: string): boolean => {

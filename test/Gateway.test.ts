@@ -892,6 +892,37 @@ describe("Gateway: server", () => {
       assert.deepStrictEqual(value("cairn_gateway_batches_acked_total"), { count: 1, incremental: false })
       const latency = value("cairn_gateway_ack_latency_ms") as Metric.HistogramState | undefined
       assert.strictEqual(latency?.count, 1)
+      // per harness, over its sessions
+      const harness = { harness: HARNESS }
+      assert.deepStrictEqual(value("cairn_gateway_harness_sessions_open", harness), { value: 1 })
+      assert.deepStrictEqual(value("cairn_gateway_harness_events_received_total", harness), {
+        count: 2,
+        incremental: false
+      })
+      assert.deepStrictEqual(value("cairn_gateway_harness_events_total", { ...harness, outcome: "refused" }), {
+        count: 1,
+        incremental: false
+      })
+      const second = await Client.open(env.gateway.url)
+      second.send(rows(1, [[id(0), { step: 0 }]]))
+      await second.next("Ack")
+      const after = await Effect.runPromise(Metric.snapshot)
+      const again = (name: string, attributes: Record<string, string>) =>
+        after.find(
+          (m) =>
+            m.id === name &&
+            Object.entries(attributes).every(([k, v]) => (m.attributes as Record<string, string>)?.[k] === v)
+        )?.state
+      assert.deepStrictEqual(again("cairn_gateway_harness_sessions_open", harness), { value: 2 })
+      assert.deepStrictEqual(again("cairn_gateway_harness_events_total", { ...harness, outcome: "duplicate" }), {
+        count: 1,
+        incremental: false
+      })
+      assert.deepStrictEqual(again("cairn_gateway_harness_batches_acked_total", harness), {
+        count: 2,
+        incremental: false
+      })
+      second.end()
       client.end()
     }))
 })

@@ -110,6 +110,23 @@ export const makeCounters = (): Counters => {
   }
 }
 
+/**
+ * Counters of one harness id, over all its sessions (the series of
+ * `cairn_gateway_harness_*`): per harness rather than per session, since session ids
+ * are new on every connection and their series would never go away.
+ */
+export interface Tally {
+  /** Its sessions past HELLO and not yet closed. */
+  sessions: number
+  batches: number
+  acked: number
+  events: number
+  accepted: number
+  duplicate: number
+  /** Events refused in ACKs (invalid, unknown type, rejected). */
+  refused: number
+}
+
 /** A log level the host writes at. */
 export type Level = "Debug" | "Info" | "Warning" | "Error"
 
@@ -132,6 +149,8 @@ export interface Host {
   ) => void
   /** Milliseconds from receiving a BATCH to sending its ACK. */
   readonly observeAck: (ms: number) => void
+  /** The counters of a harness id (made on its first authenticated session). */
+  readonly tallyOf: (harness: string) => Tally
   /** The session reached `closed` (its socket may still be closing). */
   readonly ended: (session: Session) => void
   /** The session's socket closed: forget it. */
@@ -234,6 +253,8 @@ export class Session {
   private nonce = 0
   private readonly lanes = new Map<string, Lane>()
   private removedFromHost = false
+  /** Its harness's counters, once authenticated. */
+  private tally: Tally | undefined
 
   constructor(ws: WebSocket, host: Host, id: string, remote: string | undefined) {
     this.ws = ws
@@ -340,6 +361,8 @@ export class Session {
     }
     this.harness = frame.harness
     this.token = frame.token
+    this.tally = this.host.tallyOf(frame.harness)
+    this.tally.sessions++
     this.client = frame.client
     this.to({ type: "authenticated" })
     this.tokens = this.limits.maxEventsPerSecond
@@ -388,6 +411,9 @@ export class Session {
     this.lastSeq = seq
     this.batches++
     this.events += n
+    const tally = this.tally!
+    tally.batches++
+    tally.events += n
     this.inFlight++
     const counters = this.host.counters
     counters.batches++
@@ -460,6 +486,13 @@ export class Session {
     const now = this.host.now()
     this.send(ackFrame(frame.seq, outcomes, this.limits.maxFrameBytes), now)
     this.acked++
+    const tally = this.tally!
+    tally.acked++
+    tally.accepted += n - outcomes.length
+    for (let i = 0; i < outcomes.length; i++) {
+      if (outcomes[i]![1] === "duplicate") tally.duplicate++
+      else tally.refused++
+    }
     counters.acked++
     this.host.observeAck(now - pending.receivedAt)
   }
@@ -584,6 +617,7 @@ export class Session {
     }
     if (!this.removedFromHost) {
       this.removedFromHost = true
+      if (this.tally !== undefined) this.tally.sessions--
       this.host.removed(this)
     }
   }
