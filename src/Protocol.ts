@@ -80,11 +80,21 @@ export const senders = {
 
 /**
  * How a BATCH carries its events (its element 3): `Rows` (one array per event, what a
- * foreign client sends) or `Columns` (one array per field; what a Cairn harness sends).
+ * foreign client sends), `Columns` (ids derived from a shared node, one data value
+ * per event) or `Fields` (as columns, with the data of objects that share their keys
+ * sent as one array per key: what a Cairn harness sends for such data).
  *
  * @category constants
  */
-export const encodings = { Rows: 1, Columns: 2 } as const
+export const encodings = { Rows: 1, Columns: 2, Fields: 3 } as const
+
+/**
+ * Most keys a `Fields` BATCH has (its data objects'); more is `bad_frame`, and a
+ * harness sends objects with more keys in columns.
+ *
+ * @category constants
+ */
+export const maxFields = 256
 
 /**
  * The largest `happenedAt` (milliseconds since the epoch) an event may have: the time
@@ -542,6 +552,26 @@ export interface Columns {
 }
 
 /**
+ * A BATCH's events as fields: like {@link Columns} (ids and times alike), with the
+ * data of every event an object of the same keys, sent as one array per key: event
+ * `i`'s data is `{ [names[k]]: columns[k][i] }` for each k, in that key order.
+ *
+ * @category models
+ */
+export interface Fields {
+  readonly _tag: "Fields"
+  readonly node: string
+  readonly firstSeq: number
+  readonly timeBase: number
+  readonly offsets: ReadonlyArray<number>
+  /** The data objects' keys, in order: distinct, none `__proto__`. */
+  readonly names: ReadonlyArray<string>
+  /** One array per key, each with an entry per event. */
+  readonly columns: ReadonlyArray<ReadonlyArray<unknown>>
+  readonly parents: ReadonlyArray<string | undefined> | undefined
+}
+
+/**
  * Client → server: `[3, seq, key, encoding, events]`.
  *
  * @category models
@@ -551,7 +581,7 @@ export interface BatchFrame {
   readonly seq: number
   /** The events' type key, `name@version`. */
   readonly key: string
-  readonly events: Rows | Columns
+  readonly events: Rows | Columns | Fields
 }
 
 /**
@@ -713,7 +743,25 @@ const parentsOut = (parents: ReadonlyArray<string | undefined>): Array<string | 
   return out
 }
 
-const eventsOut = (events: Rows | Columns): unknown => {
+/** The fields map as written: key → column, in the names' order. */
+const fieldsOut = (events: Fields): Record<string, ReadonlyArray<unknown>> => {
+  const out: Record<string, ReadonlyArray<unknown>> = {}
+  const names = events.names
+  for (let k = 0; k < names.length; k++) out[names[k]!] = events.columns[k]!
+  return out
+}
+
+const eventsOut = (events: Rows | Columns | Fields): unknown => {
+  if (events._tag === "Fields") {
+    return [
+      events.node,
+      events.firstSeq,
+      int(events.timeBase),
+      offsetsOut(events.offsets),
+      fieldsOut(events),
+      events.parents === undefined ? null : parentsOut(events.parents)
+    ]
+  }
   if (events._tag === "Columns") {
     return [
       events.node,
@@ -756,13 +804,7 @@ const toWire = (frame: Frame): ReadonlyArray<unknown> => {
       ]
     }
     case "Batch":
-      return [
-        kinds.Batch,
-        int(frame.seq),
-        frame.key,
-        frame.events._tag === "Columns" ? encodings.Columns : encodings.Rows,
-        eventsOut(frame.events)
-      ]
+      return [kinds.Batch, int(frame.seq), frame.key, encodings[frame.events._tag], eventsOut(frame.events)]
     case "Ack":
       return [
         kinds.Ack,
@@ -947,24 +989,64 @@ const decodeRows = (events: unknown, key: string, seq: number, maxBatchEvents: n
   return { _tag: "Rows", rows: events as Array<Row> }
 }
 
-const decodeColumns = (events: unknown, key: string, seq: number, maxBatchEvents: number): Columns => {
+/**
+ * Columns (encoding 2) or fields (encoding 3): the same 6 elements, but for element 4,
+ * the data (an array of n values) or the fields (a map of key → array of n values).
+ */
+const decodeColumns = (
+  events: unknown,
+  key: string,
+  seq: number,
+  maxBatchEvents: number,
+  asFields: boolean
+): Columns | Fields => {
   if (!Array.isArray(events) || events.length !== 6) {
-    throw badFrame("BATCH columns", "an array of 6 [node, firstSeq, timeBase, offsets, data, parents]", events, seq)
+    const shape = asFields
+      ? "an array of 6 [node, firstSeq, timeBase, offsets, fields, parents]"
+      : "an array of 6 [node, firstSeq, timeBase, offsets, data, parents]"
+    throw badFrame(asFields ? "BATCH fields" : "BATCH columns", shape, events, seq)
   }
   const node = events[0]
   const offsets = events[3]
   const data = events[4]
   const parents = events[5]
   if (!Array.isArray(offsets)) throw badFrame("BATCH offsets", "an array", offsets, seq)
-  if (!Array.isArray(data)) throw badFrame("BATCH data", "an array", data, seq)
+  let names: Array<string> | undefined
+  let columns: Array<Array<unknown>> | undefined
+  if (asFields) {
+    if (!isMap(data)) throw badFrame("BATCH fields", "a map of key to array", data, seq)
+    names = Object.keys(data)
+    if (names.length > maxFields) {
+      throw failure("bad_frame", `BATCH fields has ${names.length} keys, at most ${maxFields}`, seq)
+    }
+    columns = new Array(names.length)
+    for (let k = 0; k < names.length; k++) {
+      const column = data[names[k]!]
+      if (!Array.isArray(column)) throw badFrame(`BATCH field ${JSON.stringify(names[k])}`, "an array", column, seq)
+      columns[k] = column
+    }
+  } else if (!Array.isArray(data)) {
+    throw badFrame("BATCH data", "an array", data, seq)
+  }
   if (parents !== null && !Array.isArray(parents)) throw badFrame("BATCH parents", "an array or nil", parents, seq)
-  const n = data.length
+  const n = asFields ? offsets.length : (data as Array<unknown>).length
   checkCount(n, maxBatchEvents, seq)
-  if (offsets.length !== n) {
+  if (columns !== undefined) {
+    for (let k = 0; k < columns.length; k++) {
+      if (columns[k]!.length !== n) {
+        const name = JSON.stringify(names![k])
+        throw failure("bad_frame", `BATCH field ${name} has ${columns[k]!.length} entries, offsets has ${n}`, seq)
+      }
+    }
+  } else if (offsets.length !== n) {
     throw failure("bad_frame", `BATCH offsets has ${offsets.length} entries, data has ${n}`, seq)
   }
   if (parents !== null && parents.length !== n) {
-    throw failure("bad_frame", `BATCH parents has ${parents.length} entries, data has ${n}`, seq)
+    throw failure(
+      "bad_frame",
+      `BATCH parents has ${parents.length} entries, ${asFields ? "offsets" : "data"} has ${n}`,
+      seq
+    )
   }
   checkKey(key, seq)
   if (typeof node !== "string" || !NODE.test(node)) {
@@ -987,15 +1069,16 @@ const decodeColumns = (events: unknown, key: string, seq: number, maxBatchEvents
       else if (typeof parent !== "string") throw badFrame(`BATCH parent ${i}`, "a string or nil", parent, seq)
     }
   }
-  return {
-    _tag: "Columns",
+  const shared = {
     node,
     firstSeq,
     timeBase,
     offsets: offsets as Array<number>,
-    data,
     parents: parents === null ? undefined : (parents as Array<string | undefined>)
   }
+  return columns !== undefined
+    ? { _tag: "Fields", ...shared, names: names!, columns }
+    : { _tag: "Columns", ...shared, data: data as Array<unknown> }
 }
 
 const decodeBatch = (f: Array<unknown>, maxBatchEvents: number): BatchFrame => {
@@ -1005,13 +1088,13 @@ const decodeBatch = (f: Array<unknown>, maxBatchEvents: number): BatchFrame => {
   if (typeof key !== "string") throw badFrame("BATCH key", "a string", key, seq)
   const encoding = f[3]
   const events =
-    encoding === encodings.Columns
-      ? decodeColumns(f[4], key, seq, maxBatchEvents)
+    encoding === encodings.Columns || encoding === encodings.Fields
+      ? decodeColumns(f[4], key, seq, maxBatchEvents, encoding === encodings.Fields)
       : encoding === encodings.Rows
         ? decodeRows(f[4], key, seq, maxBatchEvents)
         : undefined
   if (events === undefined) {
-    throw badFrame("BATCH encoding", `${encodings.Rows} (rows) or ${encodings.Columns} (columns)`, encoding, seq)
+    throw badFrame("BATCH encoding", "1 (rows), 2 (columns) or 3 (fields)", encoding, seq)
   }
   return { _tag: "Batch", seq, key, events }
 }
@@ -1156,20 +1239,83 @@ const fromForeignBatch = (seq: number, batch: Batch): BatchFrame => {
   return { _tag: "Batch", seq, key: batch.key, events: { _tag: "Rows", rows } }
 }
 
-const fromOwnBatch = (seq: number, batch: Batch): BatchFrame => ({
-  _tag: "Batch",
-  seq,
-  key: batch.key,
-  events: {
-    _tag: "Columns",
-    node: batch.idNode,
-    firstSeq: batch.firstSeq % TWO_POW_40,
-    timeBase: batch.timeBase,
-    offsets: batch.timeOffsets,
-    data: batch.data,
-    parents: batch.parents
+/**
+ * A harness batch of its own events: in fields when every event's data is a plain
+ * object with the same keys in the same order (see {@link fieldsOf}), else in columns.
+ */
+const fromOwnBatch = (seq: number, batch: Batch): BatchFrame => {
+  const node = batch.idNode
+  const firstSeq = batch.firstSeq % TWO_POW_40
+  const fields = fieldsOf(batch.data)
+  return {
+    _tag: "Batch",
+    seq,
+    key: batch.key,
+    events:
+      fields === undefined
+        ? {
+            _tag: "Columns",
+            node,
+            firstSeq,
+            timeBase: batch.timeBase,
+            offsets: batch.timeOffsets,
+            data: batch.data,
+            parents: batch.parents
+          }
+        : {
+            _tag: "Fields",
+            node,
+            firstSeq,
+            timeBase: batch.timeBase,
+            offsets: batch.timeOffsets,
+            names: fields.names,
+            columns: fields.columns,
+            parents: batch.parents
+          }
   }
-})
+}
+
+/**
+ * The data of a batch as fields — its keys and one array per key — when every value
+ * is a plain object (prototype `Object.prototype` or `null`) with the same own
+ * enumerable keys in the same order as the first, 1 to {@link maxFields} of them, none
+ * `__proto__`; otherwise `undefined` (the batch goes in columns). One pass, stopping
+ * at the first object that differs.
+ *
+ * @category encoding
+ */
+export const fieldsOf = (
+  data: ReadonlyArray<unknown>
+): { readonly names: Array<string>; readonly columns: Array<Array<unknown>> } | undefined => {
+  const n = data.length
+  const first = data[0]
+  if (!isPlainObject(first)) return undefined
+  const names = Object.keys(first as object)
+  const width = names.length
+  if (width === 0 || width > maxFields) return undefined
+  for (let k = 0; k < width; k++) if (names[k] === "__proto__") return undefined
+  const columns = new Array<Array<unknown>>(width)
+  for (let k = 0; k < width; k++) columns[k] = new Array(n)
+  for (let i = 0; i < n; i++) {
+    const o = data[i]
+    if (i > 0 && !isPlainObject(o)) return undefined
+    let k = 0
+    for (const name in o as Record<string, unknown>) {
+      // for..in also walks inherited enumerable keys: a plain object has none
+      if (k === width || name !== names[k]) return undefined
+      columns[k]![i] = (o as Record<string, unknown>)[name]
+      k++
+    }
+    if (k !== width) return undefined
+  }
+  return { names, columns }
+}
+
+const isPlainObject = (v: unknown): boolean => {
+  if (typeof v !== "object" || v === null) return false
+  const proto = Object.getPrototypeOf(v)
+  return proto === Object.prototype || proto === null
+}
 
 /**
  * Number of events of a BATCH.
@@ -1178,19 +1324,19 @@ const fromOwnBatch = (seq: number, batch: Batch): BatchFrame => ({
  */
 export const eventCount = (frame: BatchFrame): number => {
   const events = frame.events
-  return events._tag === "Columns" ? events.data.length : events.rows.length
+  return events._tag === "Rows" ? events.rows.length : events.offsets.length
 }
 
 /**
- * Id of the i-th event of a BATCH (derived, for columns; see {@link formatId}).
+ * Id of the i-th event of a BATCH (derived, for columns and fields; see {@link formatId}).
  *
  * @category getters
  */
 export const eventId = (frame: BatchFrame, i: number): string => {
   const events = frame.events
-  return events._tag === "Columns"
-    ? formatId(events.timeBase + events.offsets[i]!, events.node, events.firstSeq + i)
-    : events.rows[i]![0]
+  return events._tag === "Rows"
+    ? events.rows[i]![0]
+    : formatId(events.timeBase + events.offsets[i]!, events.node, events.firstSeq + i)
 }
 
 /**
@@ -1200,17 +1346,30 @@ export const eventId = (frame: BatchFrame, i: number): string => {
  */
 export const eventTime = (frame: BatchFrame, i: number): number => {
   const events = frame.events
-  return events._tag === "Columns" ? events.timeBase + events.offsets[i]! : events.rows[i]![1]
+  return events._tag === "Rows" ? events.rows[i]![1] : events.timeBase + events.offsets[i]!
 }
 
 /**
- * Data of the i-th event of a BATCH (not yet validated against its type's schema).
+ * Data of the i-th event of a BATCH (not yet validated against its type's schema);
+ * for fields, a new object of the batch's keys.
  *
  * @category getters
  */
 export const eventData = (frame: BatchFrame, i: number): unknown => {
   const events = frame.events
-  return events._tag === "Columns" ? events.data[i] : events.rows[i]![2]
+  switch (events._tag) {
+    case "Rows":
+      return events.rows[i]![2]
+    case "Columns":
+      return events.data[i]
+    case "Fields": {
+      const names = events.names
+      const columns = events.columns
+      const out: Record<string, unknown> = {}
+      for (let k = 0; k < names.length; k++) out[names[k]!] = columns[k]![i]
+      return out
+    }
+  }
 }
 
 /**
@@ -1220,7 +1379,7 @@ export const eventData = (frame: BatchFrame, i: number): unknown => {
  */
 export const eventParent = (frame: BatchFrame, i: number): string | undefined => {
   const events = frame.events
-  return events._tag === "Columns" ? events.parents?.[i] : events.rows[i]![3]
+  return events._tag === "Rows" ? events.rows[i]![3] : events.parents?.[i]
 }
 
 /**
@@ -1273,11 +1432,11 @@ export const toEnvelopes = (frame: BatchFrame, source: string): Array<Envelope> 
     return out
   }
   const ids = eventIds(frame)
-  const { timeBase, offsets, data, parents } = events
+  const { timeBase, offsets, parents } = events
   const n = ids.length
   const out = new Array<Envelope>(n)
   for (let i = 0; i < n; i++) {
-    out[i] = new Envelope(origin, timeBase + offsets[i]!, data[i], parents?.[i], ids[i], 0)
+    out[i] = new Envelope(origin, timeBase + offsets[i]!, eventData(frame, i), parents?.[i], ids[i], 0)
   }
   return out
 }

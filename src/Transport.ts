@@ -271,18 +271,20 @@ const frameOf = (part: Part, seq: number): Protocol.BatchFrame => {
   if (start === 0 && end === batch.size) return { ...whole, seq }
   const events = whole.events
   if (events._tag === "Rows") return { ...whole, seq, events: { _tag: "Rows", rows: events.rows.slice(start, end) } }
+  const shared = {
+    node: events.node,
+    firstSeq: (events.firstSeq + start) % TWO_POW_40,
+    timeBase: events.timeBase,
+    offsets: events.offsets.slice(start, end),
+    parents: events.parents?.slice(start, end)
+  }
   return {
     ...whole,
     seq,
-    events: {
-      _tag: "Columns",
-      node: events.node,
-      firstSeq: (events.firstSeq + start) % TWO_POW_40,
-      timeBase: events.timeBase,
-      offsets: events.offsets.slice(start, end),
-      data: events.data.slice(start, end),
-      parents: events.parents?.slice(start, end)
-    }
+    events:
+      events._tag === "Columns"
+        ? { _tag: "Columns", ...shared, data: events.data.slice(start, end) }
+        : { _tag: "Fields", ...shared, names: events.names, columns: events.columns.map((c) => c.slice(start, end)) }
   }
 }
 

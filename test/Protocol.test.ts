@@ -44,7 +44,7 @@ describe("Protocol fixtures (docs/protocol.md §13)", () => {
     const encodings = new Set(
       fixtures.flatMap((f) => (f.frame._tag === "Batch" ? [f.frame.events._tag] : ([] as Array<string>)))
     )
-    assert.deepStrictEqual([...encodings].sort(), ["Columns", "Rows"])
+    assert.deepStrictEqual([...encodings].sort(), ["Columns", "Fields", "Rows"])
   })
 
   it("every error code has an ERROR fixture whose code maps to its close code", () => {
@@ -234,7 +234,8 @@ describe("Protocol event ids (docs/protocol.md §5)", () => {
         const sent = Protocol.fromBatch(++seq, batch)
         const bytes = Protocol.encodeFrame(sent)
         const frame = Protocol.decodeFrame(bytes) as Protocol.BatchFrame
-        assert.strictEqual(frame.events._tag, "Columns")
+        // objects of the same keys: sent as fields
+        assert.strictEqual(frame.events._tag, "Fields")
         assert.strictEqual(Protocol.eventCount(frame), batch.size)
         const ids = Protocol.eventIds(frame)
         const envelopes = Protocol.toEnvelopes(frame, "trainer-7")
@@ -263,6 +264,9 @@ const batchRows = (seq: unknown, key: unknown, rows: unknown) => wire([3, seq, k
 const batchColumns = (columns: ReadonlyArray<unknown>, key: unknown = "train.Step@1") => wire([3, 7, key, 2, columns])
 const goodColumns = [NODE, 41, T0, [0, 7], [{ step: 1 }, { step: 2 }], null]
 const withColumn = (i: number, value: unknown) => goodColumns.map((c, j) => (j === i ? value : c))
+const batchFields = (fields: ReadonlyArray<unknown>) => wire([3, 8, "train.Step@1", 3, fields])
+const goodFields = [NODE, 41, T0, [0, 7], { step: [1, 2], tag: ["a", "b"] }, null]
+const withField = (i: number, value: unknown) => goodFields.map((c, j) => (j === i ? value : c))
 const row = (id: unknown = ID_0, t: unknown = T0, parent: unknown = null) => [id, t, { step: 1 }, parent]
 const helloHex = compact(fixture("hello").hex)
 const small: Protocol.DecodeLimits = { maxFrameBytes: Protocol.defaults.maxFrameBytes, maxBatchEvents: 2 }
@@ -365,7 +369,8 @@ const cases: ReadonlyArray<Case> = [
     code: "bad_frame",
     says: "BATCH has 6"
   },
-  { name: "BATCH encoding 3", input: wire([3, 1, "a.B@1", 3, []]), code: "bad_frame", says: "encoding", seq: 1 },
+  { name: "BATCH encoding 4", input: wire([3, 1, "a.B@1", 4, []]), code: "bad_frame", says: "encoding", seq: 1 },
+  { name: "BATCH encoding 0", input: wire([3, 1, "a.B@1", 0, []]), code: "bad_frame", says: "3 (fields)", seq: 1 },
   { name: "BATCH rows a map", input: batchRows(1, "a.B@1", {}), code: "bad_frame", says: "rows", seq: 1 },
   { name: "BATCH of no events", input: batchRows(4, "a.B@1", []), code: "bad_frame", says: "at least 1", seq: 4 },
   {
@@ -495,6 +500,52 @@ const cases: ReadonlyArray<Case> = [
   { name: "an offset 0.5", input: batchColumns(withColumn(3, [0, 0.5])), code: "bad_frame", says: "BATCH offset 1" },
   { name: "an offset nil", input: batchColumns(withColumn(3, [null, 0])), code: "bad_frame", says: "BATCH offset 0" },
   { name: "a parent 5", input: batchColumns(withColumn(5, [null, 5])), code: "bad_frame", says: "BATCH parent 1" },
+  // fields
+  { name: "fields of 5", input: batchFields(goodFields.slice(0, 5)), code: "bad_frame", says: "an array of 6" },
+  { name: "fields nil", input: wire([3, 8, "a.B@1", 3, null]), code: "bad_frame", says: "BATCH fields" },
+  { name: "fields an array", input: batchFields(withField(4, [[1, 2]])), code: "bad_frame", says: "a map of key" },
+  {
+    name: "a field not an array",
+    input: batchFields(withField(4, { step: [1, 2], tag: "a" })),
+    code: "bad_frame",
+    says: 'BATCH field "tag"',
+    seq: 8
+  },
+  {
+    name: "a field shorter than offsets",
+    input: batchFields(withField(4, { step: [1, 2], tag: ["a"] })),
+    code: "bad_frame",
+    says: 'field "tag" has 1 entries, offsets has 2'
+  },
+  {
+    name: "fields of no events",
+    input: batchFields(withField(4, { step: [] }).map((c, j) => (j === 3 ? [] : c))),
+    code: "bad_frame",
+    says: "at least 1"
+  },
+  {
+    name: "fields of too many events",
+    input: batchFields(withField(4, { step: [1, 2, 3] }).map((c, j) => (j === 3 ? [0, 0, 0] : c))),
+    limits: small,
+    code: "batch_too_large",
+    says: "3 events"
+  },
+  {
+    name: "fields of more than maxFields keys",
+    input: batchFields(
+      withField(4, Object.fromEntries(Array.from({ length: Protocol.maxFields + 1 }, (_, k) => [`k${k}`, [1, 2]])))
+    ),
+    code: "bad_frame",
+    says: `at most ${Protocol.maxFields}`
+  },
+  {
+    name: "fields: parents longer",
+    input: batchFields(withField(5, [null])),
+    code: "bad_frame",
+    says: "parents has 1"
+  },
+  { name: "fields: a bad node", input: batchFields(withField(0, "nope")), code: "bad_frame", says: "node" },
+  { name: "fields: an offset 0.5", input: batchFields(withField(3, [0, 0.5])), code: "bad_frame", says: "offset 1" },
   // ACK, ERROR
   { name: "ACK outcomes an empty array", input: wire([4, 1, []]), code: "bad_frame", says: "ACK outcomes" },
   {
@@ -948,5 +999,86 @@ describe("Protocol properties", () => {
     // a BATCH of 200,000 events in columns, over the count limit
     decodeOnlyProtocolErrors(wire([3, 1, "a.B@1", 2, [NODE, 0, 0, [], new Array(200_000).fill(null), null]]))
     assert.isBelow(performance.now() - started, 5_000)
+  })
+})
+
+describe("Protocol.fieldsOf: when a batch's data goes as fields (§4.3)", () => {
+  const roundTrip = (data: ReadonlyArray<unknown>) => {
+    const fields = Protocol.fieldsOf(data)!
+    const frame: Protocol.BatchFrame = {
+      _tag: "Batch",
+      seq: 1,
+      key: "a.B@1",
+      events: {
+        _tag: "Fields",
+        node: NODE,
+        firstSeq: 0,
+        timeBase: T0,
+        offsets: data.map(() => 0),
+        names: fields.names,
+        columns: fields.columns,
+        parents: undefined
+      }
+    }
+    const decoded = Protocol.decodeFrame(Protocol.encodeFrame(frame)) as Protocol.BatchFrame
+    return data.map((_, i) => Protocol.eventData(decoded, i))
+  }
+
+  it("objects of the same keys in the same order: fields, and the data comes back equal, key order included", () => {
+    const bare = Object.create(null) as Record<string, unknown>
+    bare.a = 3
+    bare.b = { nested: [1, null] }
+    const data = [{ a: 1, b: "x" }, { a: Number.NaN, b: null }, bare, { a: undefined, b: [1, 2] }]
+    const back = roundTrip(data)
+    assert.deepStrictEqual(
+      back,
+      data.map((d) => ({ ...d }))
+    )
+    for (const d of back) assert.deepStrictEqual(Object.keys(d as object), ["a", "b"])
+  })
+
+  it("anything else: columns", () => {
+    class Point {
+      x = 1
+    }
+    const cases: Array<[string, ReadonlyArray<unknown>]> = [
+      ["another key", [{ a: 1 }, { b: 1 }]],
+      ["a key more", [{ a: 1 }, { a: 1, b: 2 }]],
+      ["a key less", [{ a: 1, b: 2 }, { a: 1 }]],
+      [
+        "another order",
+        [
+          { a: 1, b: 2 },
+          { b: 2, a: 1 }
+        ]
+      ],
+      ["a class instance", [{ x: 1 }, new Point()]],
+      ["an array", [{ a: 1 }, [1]]],
+      ["a number", [{ a: 1 }, 1]],
+      ["numbers", [1, 2]],
+      ["nulls", [null, null]],
+      ["empty objects", [{}, {}]],
+      ["a __proto__ key", [JSON.parse('{"__proto__": 1}'), JSON.parse('{"__proto__": 2}')]],
+      ["too many keys", [Object.fromEntries(Array.from({ length: Protocol.maxFields + 1 }, (_, k) => [`k${k}`, k]))]],
+      ["an inherited key", [{ a: 1 }, Object.assign(Object.create({ b: 2 }), { a: 1 })]]
+    ]
+    for (const [name, data] of cases) assert.isUndefined(Protocol.fieldsOf(data), name)
+  })
+
+  it("a harness batch of mixed shapes goes in columns, and decodes to the same data", () => {
+    const batch = {
+      hasForeign: false,
+      idNode: NODE,
+      firstSeq: 0,
+      timeBase: T0,
+      timeOffsets: [0, 0],
+      key: "a.B@1",
+      data: [{ a: 1 }, { b: 2 }],
+      parents: undefined,
+      size: 2
+    } as unknown as Batch.Batch
+    const frame = Protocol.decodeFrame(Protocol.encodeFrame(Protocol.fromBatch(1, batch))) as Protocol.BatchFrame
+    assert.strictEqual(frame.events._tag, "Columns")
+    assert.deepStrictEqual([Protocol.eventData(frame, 0), Protocol.eventData(frame, 1)], [{ a: 1 }, { b: 2 }])
   })
 })
