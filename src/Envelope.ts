@@ -42,11 +42,21 @@ const encodeTime = (ms: number): string => {
 export class IdGenerator {
   /** 8 characters encoding the generator's 40 random bits. */
   readonly node: string
+  /** The same 40 bits as a number. */
+  readonly nodeValue: number
   private lastMs = -1
   private lastTime = ""
 
-  constructor() {
-    this.node = randomNode()
+  /**
+   * A generator with a random node, or with the given one (8 characters of
+   * Crockford base32, not checked here): the service derives the ids of a columns
+   * BATCH with the node the harness drew.
+   */
+  constructor(node?: string) {
+    this.node = node ?? randomNode()
+    let value = 0
+    for (let i = 0; i < 8; i++) value = value * 32 + ALPHABET.indexOf(this.node[i]!)
+    this.nodeValue = value
   }
 
   /**
@@ -133,6 +143,18 @@ export class Envelope<A = unknown> {
     return this._id
   }
 
+  /**
+   * Adds the id to a set of ids: by its parts when it is derived (no string made),
+   * else as its string. What the in-memory store de-duplicates with.
+   *
+   * @internal
+   */
+  addIdTo(set: IdSink): boolean {
+    const ids = this.origin.ids
+    if (ids === undefined) return set.add(this._id!)
+    return set.addParts(Math.max(this.happenedAt, 0), ids.nodeValue, ids.node, this.seq % TWO_POW_40)
+  }
+
   toJSON(): EnvelopeJson<A> {
     const json: {
       id: string
@@ -145,6 +167,17 @@ export class Envelope<A = unknown> {
     if (this.parent !== undefined) json.parent = this.parent
     return json
   }
+}
+
+/**
+ * Where {@link Envelope.addIdTo} puts an id: a set taking ids as strings or as their
+ * parts (milliseconds, the node as a number and as characters, sequence number).
+ *
+ * @internal
+ */
+export interface IdSink {
+  add(id: string): boolean
+  addParts(ms: number, node: number, nodeChars: string, seq: number): boolean
 }
 
 /**

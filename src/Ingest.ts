@@ -18,7 +18,7 @@
  */
 import { Effect } from "effect"
 import { foreignOrigin } from "./Batch.ts"
-import { Envelope, type Origin } from "./Envelope.ts"
+import { Envelope, IdGenerator, Origin } from "./Envelope.ts"
 import { EventNotFound, InvalidOptions, TrailClosed, ValidationError } from "./Errors.ts"
 import { IdSet } from "./internal/idSet.ts"
 import * as Protocol from "./Protocol.ts"
@@ -95,7 +95,7 @@ export class MemoryStore implements Store {
   recordUnsafe(events: ReadonlyArray<Envelope>): Array<boolean> {
     const out = new Array<boolean>(events.length)
     const ids = this.ids
-    for (let i = 0; i < events.length; i++) out[i] = ids.add(events[i]!.id)
+    for (let i = 0; i < events.length; i++) out[i] = events[i]!.addIdTo(ids)
     return out
   }
 
@@ -197,8 +197,15 @@ export class Ingest {
         this.counters.unknownType += n
         return Effect.succeed(outcomes)
       }
-      const origin = this.originOf(source, key)
-      const ids = Protocol.eventIds(frame)
+      // rows carry their ids; columns and fields derive them (lazily: the in-memory
+      // store de-duplicates by their parts, and the string is made only when read)
+      const rows = frame.events._tag === "Rows" ? frame.events.rows : undefined
+      const origin = this.originOf(
+        source,
+        key,
+        rows === undefined ? (frame.events as Protocol.Columns).node : undefined
+      )
+      const firstSeq = rows === undefined ? (frame.events as Protocol.Columns).firstSeq : 0
       const events: Array<Envelope> = []
       const indexes: Array<number> = []
       for (let i = 0; i < n; i++) {
@@ -212,7 +219,16 @@ export class Ingest {
           continue
         }
         events.push(
-          new Envelope(origin, Protocol.eventTime(frame, i), value, Protocol.eventParent(frame, i), ids[i], 0)
+          rows === undefined
+            ? new Envelope(
+                origin,
+                Protocol.eventTime(frame, i),
+                value,
+                Protocol.eventParent(frame, i),
+                undefined,
+                (firstSeq + i) % TWO_POW_40
+              )
+            : new Envelope(origin, rows[i]![1], value, rows[i]![3], rows[i]![0], 0)
         )
         indexes.push(i)
       }
@@ -271,16 +287,23 @@ export class Ingest {
     return intake
   }
 
-  private originOf(source: string, key: string): Origin {
+  /**
+   * The origin of a source's events of a key: with an id generator of the batch's
+   * node for columns and fields (their ids are derived), without for rows.
+   */
+  private originOf(source: string, key: string, node: string | undefined): Origin {
     let bySource = this.origins.get(source)
     if (bySource === undefined) {
       bySource = new Map()
       this.origins.set(source, bySource)
     }
-    let origin = bySource.get(key)
+    const cacheKey = node === undefined ? key : `${key} ${node}`
+    let origin = bySource.get(cacheKey)
     if (origin === undefined) {
-      origin = foreignOrigin(key, source)
-      bySource.set(key, origin)
+      origin = node === undefined ? foreignOrigin(key, source) : new Origin(key, source, new IdGenerator(node))
+      // a source's harness draws a node per type per trail: a few per key at most
+      if (bySource.size >= maxOrigins) bySource.clear()
+      bySource.set(cacheKey, origin)
     }
     return origin
   }
@@ -290,6 +313,11 @@ export class Ingest {
     this.origins.delete(source)
   }
 }
+
+/** Origins cached per source before they are let go (a source restarting often draws new nodes). */
+const maxOrigins = 256
+
+const TWO_POW_40 = 2 ** 40
 
 const byIndex = (a: Protocol.Outcome, b: Protocol.Outcome): number => a[0] - b[0]
 

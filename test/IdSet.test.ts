@@ -10,6 +10,9 @@ import { formatId } from "../src/Protocol.ts"
 
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 const NODES = ["K5X2J9QM", "00000000", "ZZZZZZZZ", "7A7A7A7A"]
+/** The 40 bits of a node's 8 characters. */
+const nodeValue = (node: string) => [...node].reduce((n, c) => n * 32 + ALPHABET.indexOf(c), 0)
+const NODE_VALUE = nodeValue("K5X2J9QM")
 
 /** Ids from a small space, so that repeats are frequent. */
 const anId = fc.oneof(
@@ -79,14 +82,57 @@ describe("IdSet", () => {
     assert.isAtMost(set.size, 200)
   })
 
-  it("one node and sequence number at many times: every id new once, a duplicate after", () => {
-    // the ids hash alike (the time's low bits are not hashed): long probes end in the side set
-    const set = new IdSet(10_000)
-    const id = (ms: number) => formatId(1_767_225_600_000 + ms, "00000000", 0)
-    for (let ms = 0; ms < 2_000; ms++) assert.isTrue(set.add(id(ms)))
-    for (let ms = 0; ms < 2_000; ms++) assert.isFalse(set.add(id(ms)), `id at +${ms} ms recorded twice`)
-    assert.isFalse(set.has(id(2_000)))
-    assert.strictEqual(set.size, 2_000)
+  it("ids crafted to probe one run of slots: past the probe limit they go to the side set, still exact", () => {
+    const set = new IdSet(100)
+    const internals = set as unknown as { parse(id: string): boolean; home(): number; slots: number }
+    const mask = internals.slots - 1
+    // ids whose probing starts at slot 0 of the 256
+    const colliding: Array<string> = []
+    for (let seq = 0; colliding.length < 90; seq++) {
+      const id = formatId(1_767_225_600_000, "K5X2J9QM", seq)
+      internals.parse(id)
+      if ((internals.home() & mask) === 0) colliding.push(id)
+    }
+    for (const id of colliding) assert.isTrue(set.add(id), `${id} new`)
+    for (const id of colliding) assert.isFalse(set.add(id), `${id} recorded twice`)
+    for (const id of colliding) assert.isTrue(set.has(id))
+    // the same ids by their parts
+    for (const id of colliding) {
+      const seq = Number.parseInt(
+        [...id.slice(18)].map((c) => ALPHABET.indexOf(c).toString(2).padStart(5, "0")).join(""),
+        2
+      )
+      assert.isFalse(set.addParts(1_767_225_600_000, NODE_VALUE, "K5X2J9QM", seq), `${id} by parts`)
+    }
+    assert.isAbove((set as unknown as { odd: Set<string> }).odd.size, 0, "nothing reached the side set")
+    assert.isFalse(set.has(formatId(1_767_225_600_001, "K5X2J9QM", 0)))
+  })
+
+  it("an id by its parts and by its string are the same id", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 48 - 1 }),
+        fc.constantFrom(...NODES),
+        fc.integer({ min: 0, max: 2 ** 40 - 1 }),
+        fc.boolean(),
+        (ms, node, seq, partsFirst) => {
+          const set = new IdSet(8)
+          const id = formatId(ms, node, seq)
+          const value = nodeValue(node)
+          if (partsFirst) {
+            assert.isTrue(set.addParts(ms, value, node, seq))
+            assert.isFalse(set.add(id))
+          } else {
+            assert.isTrue(set.add(id))
+            assert.isFalse(set.addParts(ms, value, node, seq))
+          }
+          assert.isTrue(set.has(id) && set.hasParts(ms, value, node, seq))
+          assert.isFalse(set.hasParts(ms, value, node, (seq + 1) % 2 ** 40))
+          assert.isFalse(set.hasParts((ms + 1) % 2 ** 48, value, node, seq))
+        }
+      ),
+      { numRuns: 2_000 }
+    )
   })
 
   it("the all-zero id and the all-ones id are ids like the others", () => {

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Schema } from "effect"
-import type { Envelope } from "../src/Envelope.ts"
+import * as Envelope from "../src/Envelope.ts"
 import { Errors, EventType, Handler, Ingest, Protocol, Trail } from "../src/index.ts"
 
 const N = Schema.Struct({ n: Schema.Number })
@@ -25,7 +25,7 @@ const settle = Effect.gen(function* () {
 describe("Ingest.batch", () => {
   it.effect("validates per event: the invalid and the unknown are refused with reasons, the rest accepted", () =>
     Effect.gen(function* () {
-      const seen: Array<Envelope> = []
+      const seen: Array<Envelope.Envelope> = []
       const type = EventType.make("app.Step", 1, N, {
         ...now,
         handlers: [Handler.make("h", (e) => Effect.sync(() => void seen.push(e)))]
@@ -208,8 +208,7 @@ describe("Ingest.batch", () => {
 describe("Ingest.memoryStore", () => {
   it("remembers at least its capacity of recent ids, and forgets the oldest past twice that", () => {
     const store = Ingest.memoryStore({ capacity: 3 })
-    const origin = { type: "app.Step@1", source: "h", ids: undefined }
-    const ev = (i: number) => ({ id: ID(i), origin }) as unknown as Envelope
+    const ev = (i: number) => Envelope.make({ id: ID(i), type: "app.Step@1", source: "h", happenedAt: 0, data: null })
     assert.deepStrictEqual(store.recordUnsafe([ev(0), ev(1), ev(2)]), [true, true, true])
     assert.deepStrictEqual(store.recordUnsafe([ev(3), ev(4), ev(5), ev(6)]), [true, true, true, true])
     // the last 3 are remembered; 0 is past twice the capacity

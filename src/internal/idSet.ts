@@ -17,6 +17,7 @@
  * plain `Set` on the side, bounded the same way (by generations of `capacity`), so the
  * set is correct for any string.
  */
+import { formatId } from "../Protocol.ts"
 
 /** Base32 value of each char code (Crockford, upper case), 255 for any other. */
 const VALUE = (() => {
@@ -60,12 +61,6 @@ class Table {
     this.mask = slots - 1
   }
 
-  clear(): void {
-    if (this.count > 0) this.keys.fill(0)
-    this.count = 0
-    this.zero = false
-  }
-
   /**
    * The slot holding the key, `-1 - slot` for the empty slot where it would go, or
    * {@link tooFar}.
@@ -96,16 +91,18 @@ const nextPowerOfTwo = (n: number): number => {
 
 /**
  * A bounded set of event ids: `add` says whether an id is new, remembering at least
- * the last `capacity` added (see the module doc).
+ * the last `capacity` added (see the module doc). An id is given as its string or as
+ * its three parts (time, node, sequence number), which need no string at all.
  */
 export class IdSet {
   readonly capacity: number
+  private readonly slots: number
   private current: Table
   private previous: Table | undefined
   /** Strings that are not ids of the standard form, in two generations too. */
   private odd = new Set<string>()
   private oddPrevious = new Set<string>()
-  // the key of the last id parsed
+  // the key of the id at hand
   private w0 = 0
   private w1 = 0
   private w2 = 0
@@ -113,10 +110,11 @@ export class IdSet {
 
   constructor(capacity: number) {
     this.capacity = capacity
-    this.current = new Table(nextPowerOfTwo(capacity * 2))
+    this.slots = nextPowerOfTwo(capacity * 2)
+    this.current = new Table(this.slots)
   }
 
-  /** Ids remembered now (between the last `capacity` and twice that). */
+  /** Ids remembered now (between the last `capacity` and twice that, of each kind). */
   get size(): number {
     return this.current.count + (this.previous?.count ?? 0) + this.odd.size + this.oddPrevious.size
   }
@@ -124,31 +122,67 @@ export class IdSet {
   /** Whether an id is remembered. */
   has(id: string): boolean {
     if (!this.parse(id)) return this.oddHas(id)
-    const home = this.home()
-    return (
-      this.inTable(this.current, home, id) || (this.previous !== undefined && this.inTable(this.previous, home, id))
-    )
+    return this.hasKey(id)
   }
 
   /** Adds an id; `true` when it was not remembered (it is now). */
   add(id: string): boolean {
     if (!this.parse(id)) return this.addOdd(id)
+    return this.addKey(id)
+  }
+
+  /**
+   * Adds the id of these parts — `ms` (below 2^48), the node's 40 bits as a number and
+   * as its 8 characters, `seq` (below 2^40) — as `add` would add its string, which is
+   * made only in the rare case it must go to the side set.
+   */
+  addParts(ms: number, node: number, nodeChars: string, seq: number): boolean {
+    this.fromParts(ms, node, seq)
+    return this.addKey(undefined, ms, nodeChars, seq)
+  }
+
+  /** Whether the id of these parts is remembered (see {@link addParts}). */
+  hasParts(ms: number, node: number, nodeChars: string, seq: number): boolean {
+    this.fromParts(ms, node, seq)
+    return this.hasKey(undefined, ms, nodeChars, seq)
+  }
+
+  private hasKey(id: string | undefined, ms = 0, nodeChars = "", seq = 0): boolean {
+    const w0 = this.w0
+    const w1 = this.w1
+    const w2 = this.w2
+    const w3 = this.w3
+    if ((w0 | w1 | w2 | w3) === 0) return this.current.zero || this.previous?.zero === true
     const home = this.home()
+    const a = this.current.find(w0, w1, w2, w3, home)
+    if (a >= 0) return true
+    const b = this.previous === undefined ? -1 : this.previous.find(w0, w1, w2, w3, home)
+    if (b >= 0) return true
+    return (a === tooFar || b === tooFar) && this.oddHas(id ?? formatId(ms, nodeChars, seq))
+  }
+
+  private addKey(id: string | undefined, ms = 0, nodeChars = "", seq = 0): boolean {
     const w0 = this.w0
     const w1 = this.w1
     const w2 = this.w2
     const w3 = this.w3
     if ((w0 | w1 | w2 | w3) === 0) return this.addZero()
+    const home = this.home()
     const previous = this.previous
-    if (previous !== undefined && this.inTable(previous, home, id)) return false
+    const inPrevious = previous === undefined ? -1 : previous.find(w0, w1, w2, w3, home)
+    if (inPrevious >= 0) return false
     let table = this.current
     let found = table.find(w0, w1, w2, w3, home)
-    if (found >= 0 || (found === tooFar && this.oddHas(id))) return false
+    if (found >= 0) return false
+    if (found === tooFar || inPrevious === tooFar) {
+      id ??= formatId(ms, nodeChars, seq)
+      if (this.oddHas(id)) return false
+    }
     if (table.count >= this.capacity) {
       table = this.rotate()
       found = table.find(w0, w1, w2, w3, home)
     }
-    if (found === tooFar) return this.addOdd(id)
+    if (found === tooFar) return this.addOdd(id ?? formatId(ms, nodeChars, seq))
     const at = (-1 - found) << 2
     const keys = table.keys
     keys[at] = w0
@@ -168,10 +202,14 @@ export class IdSet {
     return true
   }
 
-  /** The previous generation is forgotten; the current one becomes it. */
+  /**
+   * The previous generation is forgotten; the current one becomes it. The new table
+   * is a new allocation rather than the old one cleared: the system hands out zeroed
+   * pages as they are first touched, where clearing 32 MB at once would stall a batch
+   * for milliseconds.
+   */
   private rotate(): Table {
-    const next = this.previous ?? new Table(this.current.mask + 1)
-    next.clear()
+    const next = new Table(this.slots)
     this.previous = this.current
     this.current = next
     return next
@@ -191,21 +229,20 @@ export class IdSet {
     return true
   }
 
-  /** Whether the parsed id is in a table (or, where its probes ran out, on the side). */
-  private inTable(table: Table, home: number, id: string): boolean {
-    const w0 = this.w0
-    const w1 = this.w1
-    const w2 = this.w2
-    const w3 = this.w3
-    if ((w0 | w1 | w2 | w3) === 0) return table.zero
-    const found = table.find(w0, w1, w2, w3, home)
-    return found >= 0 || (found === tooFar && this.oddHas(id))
+  /** The key of an id's parts (the same words as {@link parse} reads from its string). */
+  private fromParts(ms: number, node: number, seq: number): void {
+    this.w0 = Math.floor(ms / 65_536) >>> 0
+    this.w1 = (((ms % 65_536) << 16) | Math.floor(node / 16_777_216)) >>> 0
+    this.w2 = (((node % 16_777_216) << 8) | Math.floor(seq / 4_294_967_296)) >>> 0
+    this.w3 = (seq % 4_294_967_296) >>> 0
   }
 
   /**
    * Reads the 128 bits of an id into `w0..w3`; `false` when the string is not an id
    * of the standard form. The id is three fields of 10 + 8 + 8 characters (time,
-   * node, sequence), each read as 20-bit pieces, packed most significant first.
+   * node, sequence), each read as 20-bit pieces, packed most significant first:
+   * `w0` = time >> 16, `w1` = the time's low 16 bits and the node's top 16, `w2` = the
+   * node's low 24 bits and the sequence's top 8, `w3` = the sequence's low 32.
    */
   private parse(id: string): boolean {
     if (id.length !== 26) return false
@@ -231,24 +268,14 @@ export class IdSet {
     return true
   }
 
-  /**
-   * The slot where the parsed id's probing starts. Consecutive sequence numbers of
-   * one node go to consecutive slots, in runs of 8 (two cache lines), so the ids of
-   * a batch touch a few lines rather than one each. The low 16 bits of the time are
-   * left out of the hash (they change within a run) but compared like every bit; a
-   * client that reuses one node and sequence number at many times only makes long
-   * probes, which end after {@link maxProbes} in the side set.
-   */
+  /** Where the probing of the key at hand starts: a mix of all 128 bits. */
   private home(): number {
-    const w3 = this.w3
-    let h =
-      Math.imul(w3 >>> 3, 0x9e3779b1) ^
-      Math.imul(this.w2, 0x85ebca77) ^
-      Math.imul(this.w1 & 0xffff, 0xc2b2ae3d) ^
-      this.w0
+    let h = Math.imul(this.w3, 0x9e3779b1) ^ Math.imul(this.w2, 0x85ebca77) ^ Math.imul(this.w1, 0xc2b2ae3d) ^ this.w0
     h ^= h >>> 16
     h = Math.imul(h, 0x7feb352d)
     h ^= h >>> 15
-    return ((h << 3) | (w3 & 7)) >>> 0
+    h = Math.imul(h, 0x846ca68b)
+    h ^= h >>> 16
+    return h >>> 0
   }
 }
