@@ -473,3 +473,51 @@ export class GatewayListenFailed extends Schema.TaggedError<GatewayListenFailed>
     return `the gateway cannot listen on ${this.host}:${this.port}: ${this.reason}`
   }
 }
+
+/**
+ * A store query is invalid: a cursor that is not one the store gave, a limit out of
+ * range, an empty attribute path… `reason` says which.
+ *
+ * @category errors
+ */
+export class InvalidQuery extends Schema.TaggedError<InvalidQuery>()("InvalidQuery", {
+  reason: Schema.String
+}) {
+  readonly code = "CAIRN_INVALID_QUERY"
+  override get message(): string {
+    return `invalid store query: ${this.reason}`
+  }
+}
+
+/**
+ * No subscription has this id (to change, remove or retry deliveries of).
+ *
+ * @category errors
+ */
+export class SubscriptionNotFound extends Schema.TaggedError<SubscriptionNotFound>()("SubscriptionNotFound", {
+  id: Schema.String
+}) {
+  readonly code = "CAIRN_SUBSCRIPTION_NOT_FOUND"
+  override get message(): string {
+    return `no subscription ${this.id}`
+  }
+}
+
+/**
+ * One attempt at a delivery failed: the receiver answered with a status that is not
+ * 2xx, did not answer within the timeout, could not be reached, or an in-process
+ * subscriber failed. `status` is the HTTP status when there was one, `retryAfterMs`
+ * what its `Retry-After` asked for. Kept as the delivery's last error.
+ *
+ * @category errors
+ */
+export class DeliveryFailed extends Schema.TaggedError<DeliveryFailed>()("DeliveryFailed", {
+  reason: Schema.String,
+  status: Schema.optional(Schema.Number),
+  retryAfterMs: Schema.optional(Schema.Number)
+}) {
+  readonly code = "CAIRN_DELIVERY_FAILED"
+  override get message(): string {
+    return this.status === undefined ? this.reason : `HTTP ${this.status}: ${this.reason}`
+  }
+}

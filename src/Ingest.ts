@@ -22,6 +22,7 @@ import { Envelope, IdGenerator, Origin } from "./Envelope.ts"
 import { EventNotFound, InvalidOptions, TrailClosed, ValidationError } from "./Errors.ts"
 import { IdSet } from "./internal/idSet.ts"
 import * as Protocol from "./Protocol.ts"
+import type * as EventType from "./EventType.ts"
 import type * as Trail from "./Trail.ts"
 
 /**
@@ -35,8 +36,13 @@ export interface Store {
    * for each, whether it is new: `false` when an event with its id was recorded before
    * (by an earlier batch or earlier in this one). Resolves only once they are durable;
    * fails when it cannot record them (nothing of the batch may then be acked).
+   * `type` is the events' type (its schema encodes the data for a store that keeps it).
    */
-  readonly record: (key: string, events: ReadonlyArray<Envelope>) => Effect.Effect<ReadonlyArray<boolean>, unknown>
+  readonly record: (
+    key: string,
+    events: ReadonlyArray<Envelope>,
+    type: EventType.Any
+  ) => Effect.Effect<ReadonlyArray<boolean>, unknown>
 }
 
 /**
@@ -99,7 +105,7 @@ export class MemoryStore implements Store {
     return out
   }
 
-  record(_key: string, events: ReadonlyArray<Envelope>): Effect.Effect<ReadonlyArray<boolean>> {
+  record(_key: string, events: ReadonlyArray<Envelope>, _type?: EventType.Any): Effect.Effect<ReadonlyArray<boolean>> {
     return Effect.sync(() => this.recordUnsafe(events))
   }
 }
@@ -233,7 +239,7 @@ export class Ingest {
         indexes.push(i)
       }
       if (events.length === 0) return Effect.succeed(outcomes)
-      return this.store.record(key, events).pipe(
+      return this.store.record(key, events, intake.type).pipe(
         Effect.tapError(() =>
           Effect.sync(() => {
             this.counters.storeFailures++
