@@ -130,7 +130,8 @@ export const defaults = {
   backoffBaseMs: 1_000,
   backoffMaxMs: 3_600_000,
   jitter: 0.2,
-  shutdownGraceMs: 5_000
+  shutdownGraceMs: 5_000,
+  countsEveryMs: 5_000
 } as const
 
 const KINDS: ReadonlyArray<Kind> = ["webhook", "subscriber", "analytics"]
@@ -476,6 +477,8 @@ export interface WorkerOptions {
   readonly telemetry?: (event: StoredEvent) => Readonly<Record<string, unknown>>
   /** At scope close, time given to deliveries in progress; the rest are left to their lease. Default `5_000` ms. */
   readonly shutdownGraceMs?: number
+  /** How often the worker counts deliveries by state for `cairn_outbox_deliveries`. Default `5_000` ms. */
+  readonly countsEveryMs?: number
 }
 
 /**
@@ -624,6 +627,9 @@ export const metrics = {
   delivered: Metric.counter("cairn_outbox_delivered_total", { description: "Deliveries delivered" }),
   failed: Metric.counter("cairn_outbox_attempts_failed_total", { description: "Delivery attempts that failed" }),
   dead: Metric.counter("cairn_outbox_dead_total", { description: "Deliveries that became dead" }),
+  deliveries: Metric.gauge("cairn_outbox_deliveries", {
+    description: "Deliveries by state (attribute state), as a worker last counted them"
+  }),
   latency: Metric.histogram("cairn_outbox_attempt_latency_ms", {
     description: "Milliseconds per delivery attempt",
     boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 16 })
@@ -669,7 +675,8 @@ export const worker = (
           baseMs: positive("backoff.baseMs", options.backoff?.baseMs ?? defaults.backoffBaseMs),
           maxMs: positive("backoff.maxMs", options.backoff?.maxMs ?? defaults.backoffMaxMs),
           jitter,
-          graceMs: Math.max(0, options.shutdownGraceMs ?? defaults.shutdownGraceMs)
+          graceMs: Math.max(0, options.shutdownGraceMs ?? defaults.shutdownGraceMs),
+          countsEveryMs: positive("countsEveryMs", options.countsEveryMs ?? defaults.countsEveryMs)
         }
       },
       catch: (error) =>
@@ -872,8 +879,21 @@ export const worker = (
     // reverse order)
     const deliveries = yield* FiberSet.make()
     let stopping = false
+    let countedAt = 0
+    const countStates = Effect.gen(function* () {
+      const rows = yield* sql<{ state: State; n: number | bigint }>`SELECT state, count(*) AS n
+        FROM cairn_deliveries GROUP BY state`
+      for (const state of STATES) {
+        const n = rows.find((r) => r.state === state)?.n ?? 0
+        yield* Metric.update(metrics.deliveries.pipe(Metric.withAttributes({ state })), Number(n))
+      }
+    }).pipe(Effect.ignore)
     const loop = Effect.gen(function* () {
       while (!stopping) {
+        if (Date.now() - countedAt >= config.countsEveryMs) {
+          countedAt = Date.now()
+          yield* countStates
+        }
         const room = Math.min(config.batchSize, config.concurrency - stats.running)
         const claimed =
           room > 0

@@ -4,7 +4,7 @@
  * interface, so both behave alike.
  */
 import { afterAll, assert, beforeAll, beforeEach, describe, it } from "@effect/vitest"
-import { Effect, Exit, type Layer, ManagedRuntime, Schema, type Scope } from "effect"
+import { Effect, Exit, type Layer, ManagedRuntime, Metric, Schema, type Scope } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import { Envelope, EventType, Outbox, Store } from "../../src/index.ts"
 import { type Receiver, receiver } from "../fixtures/receiver.ts"
@@ -597,6 +597,30 @@ export const conformance = (dialect: Dialect) =>
           const body = JSON.parse(hooks.received[0]!.body)
           assert.deepStrictEqual(body, { event: "store.Step", id: ids[0], timestamp: T0, properties: { n: 42 } })
           assert.notInclude(hooks.received[0]!.body, "ann@example.com")
+        })
+      ))
+
+    it("counts by state, also as the cairn_outbox_deliveries gauge and the delivered counter", () =>
+      run(
+        Effect.gen(function* () {
+          hooks.respond = (r) => ({ status: r.key === ids[2]! ? 400 : 200 })
+          yield* outbox.subscribe({ kind: "webhook", name: "m", types: ["*"], url: hooks.url, maxAttempts: 1 })
+          yield* store.record("store.Step@1", [ev(0, { n: 0 }), ev(1, { n: 1 }), ev(2, { n: 2 })], Step)
+          assert.deepStrictEqual(yield* outbox.counts, { pending: 3, delivering: 0, delivered: 0, dead: 0 })
+          const registry = new Map()
+          const gauge = (state: string) =>
+            Metric.value(Outbox.metrics.deliveries.pipe(Metric.withAttributes({ state }))).pipe(
+              Effect.provideService(Metric.MetricRegistry, registry)
+            )
+          yield* Outbox.worker({ pollMs: 10, countsEveryMs: 20 }).pipe(Effect.provideService(Metric.MetricRegistry, registry))
+          yield* until(() => Effect.map(outbox.counts, (c) => c.delivered === 2 && c.dead === 1), "settled")
+          yield* until(() => Effect.map(gauge("delivered"), (g) => g.value === 2), "the gauge")
+          assert.deepStrictEqual((yield* gauge("dead")).value, 1)
+          assert.deepStrictEqual((yield* gauge("pending")).value, 0)
+          const delivered = yield* Metric.value(Outbox.metrics.delivered).pipe(
+            Effect.provideService(Metric.MetricRegistry, registry)
+          )
+          assert.strictEqual(delivered.count, 2)
         })
       ))
 
