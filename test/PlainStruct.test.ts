@@ -120,7 +120,8 @@ describe("plain struct decoding", () => {
       ),
       { numRuns: 500 }
     )
-    assert.isAbove(accepted, 1_000, "the fast path was hardly taken")
+    // about a thousand in a run; far fewer would mean the comparison above hardly ran
+    assert.isAbove(accepted, 200, "the fast path was hardly taken")
   })
 
   it("takes the fast path for valid data (so the test above compares something)", () => {

@@ -612,7 +612,9 @@ export const conformance = (dialect: Dialect) =>
             Metric.value(Outbox.metrics.deliveries.pipe(Metric.withAttributes({ state }))).pipe(
               Effect.provideService(Metric.MetricRegistry, registry)
             )
-          yield* Outbox.worker({ pollMs: 10, countsEveryMs: 20 }).pipe(Effect.provideService(Metric.MetricRegistry, registry))
+          yield* Outbox.worker({ pollMs: 10, countsEveryMs: 20 }).pipe(
+            Effect.provideService(Metric.MetricRegistry, registry)
+          )
           yield* until(() => Effect.map(outbox.counts, (c) => c.delivered === 2 && c.dead === 1), "settled")
           yield* until(() => Effect.map(gauge("delivered"), (g) => g.value === 2), "the gauge")
           assert.deepStrictEqual((yield* gauge("dead")).value, 1)
