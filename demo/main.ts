@@ -1,13 +1,16 @@
 /**
  * The main job (`npm start`): the Cairn telemetry service, with a demo harness.
  *
- *   node demo/main.ts [--port 4600] [--seconds N] [--no-harness]
+ *   node demo/main.ts [--port 4600] [--seconds N] [--no-harness] [--db PATH | --pg URL]
  *
  * The service: a gateway (WebSocket `/v1/stream` and the HTTP views on the same port)
  * in front of a service trail — per-type actors that validate, de-duplicate and hand
- * events to handlers (a per-type counter, a watchdog that notices missing checkpoints).
+ * events to handlers (a per-type counter, a watchdog that notices missing checkpoints)
+ * — and a durable store: every event committed to SQLite in a file (`--db`, default
+ * `.cairn/cairn.sqlite`) or to Postgres (`--pg URL` or `CAIRN_PG_URL`) before its batch
+ * is acked, with an outbox worker delivering checkpoints to an in-process subscriber.
  * It prints where it listens, then a one-line summary every 2 s (sessions, events/s,
- * events per type).
+ * events per type, deliveries).
  *
  * The demo harness (`demo/harness.ts`) runs as a child process: it connects, streams
  * events of several types with a live progress line, and prints its own accounting
@@ -16,18 +19,30 @@
  * which prints its final accounting. Exit code 0 when both balance.
  */
 import { fork } from "node:child_process"
+import { mkdirSync } from "node:fs"
+import { dirname } from "node:path"
 import { parseArgs } from "node:util"
-import { Deferred, Effect, Fiber, Schedule } from "effect"
-import { Gateway, Handler, Http, Ingest, Machine, Trail } from "../src/index.ts"
+import { PgClient } from "@effect/sql-pg"
+import { Deferred, Effect, Fiber, Layer, Redacted, Schedule } from "effect"
+import type * as SqlClient from "effect/sql/SqlClient"
+import { Gateway, Handler, Http, Ingest, Machine, Outbox, Sqlite, Store, Trail } from "../src/index.ts"
 import { HARNESS, TOKEN, types } from "./types.ts"
 
 const { values } = parseArgs({
   options: {
     port: { type: "string" },
     seconds: { type: "string" },
-    "no-harness": { type: "boolean" }
+    "no-harness": { type: "boolean" },
+    db: { type: "string" },
+    pg: { type: "string" }
   }
 })
+const pgUrl = values.pg ?? process.env.CAIRN_PG_URL
+const dbFile = values.db ?? process.env.CAIRN_DB ?? ".cairn/cairn.sqlite"
+const database: Layer.Layer<SqlClient.SqlClient, unknown> =
+  pgUrl !== undefined
+    ? PgClient.layer({ url: Redacted.make(pgUrl) })
+    : (mkdirSync(dirname(dbFile), { recursive: true }), Sqlite.layer({ filename: dbFile }))
 const port = Number(values.port ?? process.env.CAIRN_PORT ?? 4600)
 const seconds = values.seconds === undefined ? undefined : Number(values.seconds)
 if (seconds !== undefined && !(seconds > 0)) throw new Error(`invalid --seconds: ${values.seconds}`)
@@ -49,7 +64,29 @@ const program = Effect.gen(function* () {
     )
   }
   yield* Machine.startWatchdog(trail, { name: "checkpoints", expected: "train.Checkpoint", withinMs: 5_000 })
-  const ingest = Ingest.make({ trail })
+
+  // the durable store, and an outbox worker delivering checkpoints to an in-process subscriber
+  let worker: Outbox.Worker | undefined
+  const store = yield* Store.make({ onDeliveries: () => worker?.wake() })
+  const outbox = yield* Outbox.make
+  if (!(yield* outbox.subscriptions).some((s) => s.name === "checkpoint-log")) {
+    yield* outbox.subscribe({ kind: "subscriber", name: "checkpoint-log", types: ["train.Checkpoint"] })
+  }
+  let checkpointsDelivered = 0
+  worker = yield* Outbox.worker({
+    id: "demo-service",
+    subscribers: {
+      "checkpoint-log": () =>
+        Effect.sync(() => {
+          checkpointsDelivered++
+        })
+    }
+  })
+  const storedBefore = yield* store.count()
+  console.log(
+    `cairn service: store ${pgUrl !== undefined ? "Postgres" : `SQLite ${dbFile}`} (${storedBefore} events already there)`
+  )
+  const ingest = Ingest.make({ trail, store })
   const gateway = yield* Gateway.make({
     ingest,
     port,
@@ -76,7 +113,7 @@ const program = Effect.gen(function* () {
       .map((t) => `${t.type} ${t.accepted}`)
       .join(", ")
     console.log(
-      `service: ${gateway.sessions().length} session(s), ${rate} events/s, ${total} events (${perType || "none yet"})`
+      `service: ${gateway.sessions().length} session(s), ${rate} events/s, ${total} events (${perType || "none yet"}), ${checkpointsDelivered} checkpoints delivered`
     )
   })
   const ticker = yield* Effect.forkChild(Effect.repeat(summary, Schedule.spaced("2 seconds")))
@@ -118,9 +155,20 @@ const program = Effect.gen(function* () {
     `service ingest: ${i.batches} batches, ${i.accepted} accepted, ${i.duplicate} duplicates, ${i.invalid} invalid, ${i.unknownType} unknown type`
   )
   for (const [source, n] of perSource) console.log(`service: ${n} events handled from ${source}`)
+  // every accepted event is in the store, once
+  const stored = (yield* store.count()) - storedBefore
+  const storeOk = stored === i.accepted
+  ok &&= storeOk
+  console.log(`service store: ${stored} events committed this run${storeOk ? "" : ` NOT the ${i.accepted} accepted`}`)
+  // the outbox delivers what is due before the worker stops
+  for (let waited = 0; waited < 3_000 && (yield* outbox.counts).pending > 0; waited += 50) yield* Effect.sleep(50)
+  const counts = yield* outbox.counts
+  console.log(
+    `service outbox: ${counts.delivered} delivered, ${counts.pending} pending, ${counts.delivering} delivering, ${counts.dead} dead (${checkpointsDelivered} this run)`
+  )
   console.log(ok ? "service: every event accounted for" : "service: accounting FAILED")
   return ok
 })
 
-const ok = await Effect.runPromise(Effect.scoped(program))
+const ok = await Effect.runPromise(Effect.scoped(program).pipe(Effect.provide(Layer.orDie(database))))
 process.exitCode = ok ? 0 : 1
