@@ -16,7 +16,6 @@
  *
  * @since 0.1.0
  */
-import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Effect, Schema } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -168,12 +167,15 @@ const bigints = (_key: string, value: unknown) => (typeof value === "bigint" ? v
  * are the same), else encoded by the type's schema first. A NUL character, which
  * Postgres's JSONB cannot hold, becomes U+FFFD.
  */
-const jsonOf = (type: EventType.Any | undefined, data: unknown): string => {
-  let value = data
-  if (type !== undefined && EventType.planOfType(type) === null) {
-    value = Schema.encodeUnknownSync(type.schema as Schema.Codec<unknown, unknown>)(data)
+const jsonOf = (encode: ((data: unknown) => unknown) | undefined, data: unknown): string => {
+  const value = encode === undefined ? data : encode(data)
+  // a replacer makes JSON.stringify several times slower: only when a bigint needs it
+  let json: string
+  try {
+    json = JSON.stringify(value) ?? "null"
+  } catch {
+    json = JSON.stringify(value, bigints) ?? "null"
   }
-  const json = JSON.stringify(value, bigints) ?? "null"
   return json.includes("\\u0000") ? json.replaceAll("\\u0000", "\\ufffd") : json
 }
 
@@ -212,6 +214,7 @@ interface Row {
 }
 
 const columns = "id, type, name, version, happened_at, recorded_at, source, authuser, parent, grp, data"
+const COLUMN_COUNT = 11
 
 const toStored = (row: Row): StoredEvent => ({
   id: row.id,
@@ -294,16 +297,39 @@ export const make = (
     const onDeliveries = options.onDeliveries
 
     /** Inserts the rows; the ids that were new. */
-    const insertEvents = (rows: ReadonlyArray<Record<string, unknown>>) =>
+    /**
+     * The INSERT of `n` rows, written once per row count: the statement helpers of
+     * `effect/sql` build a fragment per value, which for 5,000 parameters costs more
+     * than the insert itself. The text is the same for every batch of `n`, so the
+     * driver's prepared statement is reused.
+     */
+    const insertTexts = new Map<number, string>()
+    const insertText = (n: number): string => {
+      let text = insertTexts.get(n)
+      if (text === undefined) {
+        const rows = new Array<string>(n)
+        for (let r = 0; r < n; r++) {
+          const cells = new Array<string>(COLUMN_COUNT)
+          for (let c = 0; c < COLUMN_COUNT; c++) cells[c] = dialect === "pg" ? `$${r * COLUMN_COUNT + c + 1}` : "?"
+          rows[r] = `(${cells.join(",")})`
+        }
+        text = `INSERT INTO cairn_events (${columns}) VALUES ${rows.join(",")} ON CONFLICT (id) DO NOTHING RETURNING id`
+        if (insertTexts.size < 64) insertTexts.set(n, text)
+      }
+      return text
+    }
+
+    /** Inserts the rows (`COLUMN_COUNT` values each, flat); the ids that were new. */
+    const insertEvents = (values: ReadonlyArray<unknown>) =>
       Effect.gen(function* () {
         const fresh = new Set<string>()
-        for (let at = 0; at < rows.length; at += rowsPerStatement) {
-          const chunk = rows.slice(at, at + rowsPerStatement) as unknown as NonEmptyReadonlyArray<
-            Record<string, unknown>
-          >
-          const inserted = yield* sql<{ id: string }>`INSERT INTO cairn_events ${sql.insert(chunk)}
-            ON CONFLICT (id) DO NOTHING RETURNING id`
-          for (const r of inserted) fresh.add(r.id)
+        const total = values.length / COLUMN_COUNT
+        for (let at = 0; at < total; at += rowsPerStatement) {
+          const n = Math.min(rowsPerStatement, total - at)
+          const params = n === total ? values : values.slice(at * COLUMN_COUNT, (at + n) * COLUMN_COUNT)
+          // the returned ids as arrays: no object per row
+          const inserted = yield* sql.unsafe(insertText(n), params).values
+          for (let r = 0; r < inserted.length; r++) fresh.add(inserted[r]![0] as string)
         }
         return fresh
       })
@@ -331,37 +357,56 @@ export const make = (
         return written
       })
 
+    /**
+     * Whether an active subscription may match the key: a lookup on the patterns'
+     * index, in the recording transaction, so that a batch nobody subscribes to skips
+     * the delivery insert (and its join over the batch's ids).
+     */
+    const subscribed = (key: string, name: string) =>
+      Effect.map(
+        sql<{ one: number }>`SELECT 1 AS one FROM cairn_subscription_types st
+          JOIN cairn_subscriptions s ON s.id = st.subscription_id AND s.active = 1
+          WHERE st.pattern IN (${key}, ${name}, '*') LIMIT 1`,
+        (rows) => rows.length > 0
+      )
+
     const record = (key: string, events: ReadonlyArray<Envelope>, type?: EventType.Any) =>
       Effect.suspend(() => {
         const parsed = EventType.parseKey(key)
         const name = parsed?.name ?? key
         const version = parsed?.version ?? 0
         const now = Date.now()
+        const encode =
+          type === undefined || EventType.planOfType(type) !== null
+            ? undefined
+            : Schema.encodeUnknownSync(type.schema as Schema.Codec<unknown, unknown>)
         // first occurrence of each id in the batch: a candidate; later ones duplicates
         const first = new Map<string, number>()
-        const rows: Array<Record<string, unknown>> = []
+        // the rows, flat, in the order of `columns`
+        const values: Array<unknown> = []
         for (let i = 0; i < events.length; i++) {
           const e = events[i]!
           const id = e.id
           if (first.has(id)) continue
           first.set(id, i)
-          rows.push({
+          values.push(
             id,
-            type: key,
+            key,
             name,
             version,
-            happened_at: e.happenedAt,
-            recorded_at: now,
-            source: e.source,
-            authuser: authuserOf(e) ?? null,
-            parent: e.parent ?? null,
-            grp: groupOf(e) ?? null,
-            data: jsonOf(type, e.data)
-          })
+            e.happenedAt,
+            now,
+            e.source,
+            authuserOf(e) ?? null,
+            e.parent ?? null,
+            groupOf(e) ?? null,
+            jsonOf(encode, e.data)
+          )
         }
         return Effect.gen(function* () {
-          const fresh = yield* insertEvents(rows)
-          const deliveries = fresh.size > 0 ? yield* insertDeliveries([...fresh], now) : 0
+          const fresh = yield* insertEvents(values)
+          const deliveries =
+            fresh.size > 0 && (yield* subscribed(key, name)) ? yield* insertDeliveries([...fresh], now) : 0
           const out = new Array<boolean>(events.length)
           for (let i = 0; i < events.length; i++) {
             const id = events[i]!.id
