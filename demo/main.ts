@@ -39,10 +39,9 @@ const { values } = parseArgs({
 })
 const pgUrl = values.pg ?? process.env.CAIRN_PG_URL
 const dbFile = values.db ?? process.env.CAIRN_DB ?? ".cairn/cairn.sqlite"
+if (pgUrl === undefined) mkdirSync(dirname(dbFile), { recursive: true })
 const database: Layer.Layer<SqlClient.SqlClient, unknown> =
-  pgUrl !== undefined
-    ? PgClient.layer({ url: Redacted.make(pgUrl) })
-    : (mkdirSync(dirname(dbFile), { recursive: true }), Sqlite.layer({ filename: dbFile }))
+  pgUrl !== undefined ? PgClient.layer({ url: Redacted.make(pgUrl) }) : Sqlite.layer({ filename: dbFile })
 const port = Number(values.port ?? process.env.CAIRN_PORT ?? 4600)
 const seconds = values.seconds === undefined ? undefined : Number(values.seconds)
 if (seconds !== undefined && !(seconds > 0)) throw new Error(`invalid --seconds: ${values.seconds}`)

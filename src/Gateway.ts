@@ -37,6 +37,7 @@ import {
   type State,
   type Tally
 } from "./internal/session.ts"
+import { counterOf, gaugeOf, Histogram, histogramOf } from "./internal/readHooks.ts"
 import * as Protocol from "./Protocol.ts"
 
 // ---------------------------------------------------------------------------------------
@@ -272,120 +273,46 @@ export const series = {
     })
 } as const
 
-/** A histogram kept as plain numbers, read as a `HistogramState`. */
-class Histogram {
-  private readonly bounds: ReadonlyArray<number>
-  private readonly counts: Array<number>
-  private count = 0
-  private min = Number.POSITIVE_INFINITY
-  private max = Number.NEGATIVE_INFINITY
-  private sum = 0
-
-  constructor(bounds: ReadonlyArray<number>) {
-    this.bounds = bounds
-    this.counts = new Array(bounds.length + 1).fill(0)
-  }
-
-  observe(value: number): void {
-    const bounds = this.bounds
-    let i = 0
-    while (i < bounds.length && value > bounds[i]!) i++
-    this.counts[i]!++
-    this.count++
-    this.sum += value
-    if (value < this.min) this.min = value
-    if (value > this.max) this.max = value
-  }
-
-  state(): Metric.HistogramState {
-    const buckets: Array<[number, number]> = []
-    let cumulative = 0
-    for (let i = 0; i < this.bounds.length; i++) {
-      cumulative += this.counts[i]!
-      buckets.push([this.bounds[i]!, cumulative])
-    }
-    buckets.push([Number.POSITIVE_INFINITY, this.count])
-    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
-  }
-}
-
 const noop = () => {}
-
-const counterHook = (read: () => number) => ({
-  get: () => ({ count: read(), incremental: false }),
-  update: noop,
-  modify: noop
-})
-const gaugeHook = (read: () => number) => ({ get: () => ({ value: read() }), update: noop, modify: noop })
 
 /** The `cairn_gateway_harness_*` series of one harness id, read from its tally. */
 const registerHarnessMetrics = (harness: string, t: Tally, context: Context.Context<never>): void => {
   const s = series
   const a = { harness }
-  Metric.registerUnsafe(
-    s.harnessSessions(a),
-    context,
-    gaugeHook(() => t.sessions)
-  )
-  Metric.registerUnsafe(
-    s.harnessBatches(a),
-    context,
-    counterHook(() => t.batches)
-  )
-  Metric.registerUnsafe(
-    s.harnessBatchesAcked(a),
-    context,
-    counterHook(() => t.acked)
-  )
-  Metric.registerUnsafe(
-    s.harnessEvents(a),
-    context,
-    counterHook(() => t.events)
-  )
-  Metric.registerUnsafe(
-    s.harnessOutcomes({ harness, outcome: "accepted" }),
-    context,
-    counterHook(() => t.accepted)
-  )
-  Metric.registerUnsafe(
-    s.harnessOutcomes({ harness, outcome: "duplicate" }),
-    context,
-    counterHook(() => t.duplicate)
-  )
-  Metric.registerUnsafe(
-    s.harnessOutcomes({ harness, outcome: "refused" }),
-    context,
-    counterHook(() => t.refused)
-  )
+  gaugeOf(context, s.harnessSessions(a), () => t.sessions)
+  counterOf(context, s.harnessBatches(a), () => t.batches)
+  counterOf(context, s.harnessBatchesAcked(a), () => t.acked)
+  counterOf(context, s.harnessEvents(a), () => t.events)
+  counterOf(context, s.harnessOutcomes({ harness, outcome: "accepted" }), () => t.accepted)
+  counterOf(context, s.harnessOutcomes({ harness, outcome: "duplicate" }), () => t.duplicate)
+  counterOf(context, s.harnessOutcomes({ harness, outcome: "refused" }), () => t.refused)
 }
 
 const registerMetrics = (core: Core, latency: Histogram, context: Context.Context<never>): void => {
   const c = core.counters
-  const counterOf = (metric: Metric.Counter<number>, read: () => number) =>
-    Metric.registerUnsafe(metric, context, counterHook(read))
-  const gaugeOf = (metric: Metric.Gauge<number>, read: () => number) =>
-    Metric.registerUnsafe(metric, context, gaugeHook(read))
+  const counter = (metric: Metric.Counter<number>, read: () => number) => counterOf(context, metric, read)
+  const gauge = (metric: Metric.Gauge<number>, read: () => number) => gaugeOf(context, metric, read)
   const s = series
-  gaugeOf(s.sessionsOpen(), () => core.sessions.size)
-  counterOf(s.sessionsTotal(), () => c.sessionsTotal)
-  gaugeOf(s.sessionsPaused(), () => c.paused)
-  counterOf(s.framesReceived(), () => c.framesReceived)
-  counterOf(s.framesSent(), () => c.framesSent)
-  counterOf(s.bytesReceived(), () => c.bytesReceived)
-  counterOf(s.batchesReceived(), () => c.batches)
-  counterOf(s.batchesAcked(), () => c.acked)
-  gaugeOf(s.batchesInFlight(), () => c.inFlight)
-  counterOf(s.eventsReceived(), () => c.events)
-  counterOf(s.events({ outcome: "accepted" }), () => c.accepted)
-  counterOf(s.events({ outcome: "duplicate" }), () => c.duplicate)
-  counterOf(s.events({ outcome: "invalid" }), () => c.invalid)
-  counterOf(s.events({ outcome: "unknown_type" }), () => c.unknownType)
-  counterOf(s.events({ outcome: "rejected" }), () => c.rejected)
+  gauge(s.sessionsOpen(), () => core.sessions.size)
+  counter(s.sessionsTotal(), () => c.sessionsTotal)
+  gauge(s.sessionsPaused(), () => c.paused)
+  counter(s.framesReceived(), () => c.framesReceived)
+  counter(s.framesSent(), () => c.framesSent)
+  counter(s.bytesReceived(), () => c.bytesReceived)
+  counter(s.batchesReceived(), () => c.batches)
+  counter(s.batchesAcked(), () => c.acked)
+  gauge(s.batchesInFlight(), () => c.inFlight)
+  counter(s.eventsReceived(), () => c.events)
+  counter(s.events({ outcome: "accepted" }), () => c.accepted)
+  counter(s.events({ outcome: "duplicate" }), () => c.duplicate)
+  counter(s.events({ outcome: "invalid" }), () => c.invalid)
+  counter(s.events({ outcome: "unknown_type" }), () => c.unknownType)
+  counter(s.events({ outcome: "rejected" }), () => c.rejected)
   for (const code of Object.keys(c.errors) as Array<Protocol.Code>) {
-    counterOf(s.errors({ code }), () => c.errors[code])
+    counter(s.errors({ code }), () => c.errors[code])
   }
-  counterOf(s.peerErrors(), () => c.peerErrors)
-  Metric.registerUnsafe(s.ackLatency(), context, { get: () => latency.state(), update: noop, modify: noop })
+  counter(s.peerErrors(), () => c.peerErrors)
+  histogramOf(context, s.ackLatency(), latency)
 }
 
 // ---------------------------------------------------------------------------------------

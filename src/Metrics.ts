@@ -10,6 +10,7 @@
  * @since 0.1.0
  */
 import { type Context, Metric } from "effect"
+import { counterOf, gaugeOf, Histogram, histogramOf } from "./internal/readHooks.ts"
 import type { Mailbox } from "./Mailbox.ts"
 
 type Attributes = Readonly<Record<string, string>>
@@ -103,17 +104,6 @@ export const batchSize = series.batchSize()
 /** @category metrics */
 export const processingLatency = series.processingLatency()
 
-const noop = () => {}
-
-const counterOf = (context: Context.Context<never>, metric: Metric.Counter<number>, read: () => number) =>
-  Metric.registerUnsafe(metric, context, {
-    get: () => ({ count: read(), incremental: false }),
-    update: noop,
-    modify: noop
-  })
-const gaugeOf = (context: Context.Context<never>, metric: Metric.Gauge<number>, read: () => number) =>
-  Metric.registerUnsafe(metric, context, { get: () => ({ value: read() }), update: noop, modify: noop })
-
 /**
  * What a handler's metrics read, besides its mailbox.
  *
@@ -162,43 +152,6 @@ export const registerUnknown = (read: () => number, context: Context.Context<nev
   counterOf(context, series.rejected({ reason: "unknown_type" }), read)
 }
 
-/** A histogram kept as plain numbers, read as a `HistogramState`. */
-class Histogram {
-  private readonly bounds: ReadonlyArray<number>
-  private readonly counts: Array<number>
-  private count = 0
-  private min = Number.POSITIVE_INFINITY
-  private max = Number.NEGATIVE_INFINITY
-  private sum = 0
-
-  constructor(bounds: ReadonlyArray<number>) {
-    this.bounds = bounds
-    this.counts = new Array(bounds.length + 1).fill(0)
-  }
-
-  observe(value: number): void {
-    const bounds = this.bounds
-    let i = 0
-    while (i < bounds.length && value > bounds[i]!) i++
-    this.counts[i]!++
-    this.count++
-    this.sum += value
-    if (value < this.min) this.min = value
-    if (value > this.max) this.max = value
-  }
-
-  state(): Metric.HistogramState {
-    const buckets: Array<[number, number]> = []
-    let cumulative = 0
-    for (let i = 0; i < this.bounds.length; i++) {
-      cumulative += this.counts[i]!
-      buckets.push([this.bounds[i]!, cumulative])
-    }
-    buckets.push([Number.POSITIVE_INFINITY, this.count])
-    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
-  }
-}
-
 const batchSizeBounds = batchSizeBoundaries()
 const latencyBounds = latencyBoundaries()
 
@@ -227,33 +180,23 @@ export const registerType = (
 ): TypeMetrics => {
   const attrs = { type }
   const reason = (r: string) => ({ type, reason: r })
-  const counterOf = (metric: Metric.Counter<number>, read: () => number) =>
-    Metric.registerUnsafe(metric, context, {
-      get: () => ({ count: read(), incremental: false }),
-      update: noop,
-      modify: noop
-    })
-  const gaugeOf = (metric: Metric.Gauge<number>, read: () => number) =>
-    Metric.registerUnsafe(metric, context, { get: () => ({ value: read() }), update: noop, modify: noop })
-  counterOf(series.accepted(attrs), () => mailbox.accepted)
-  counterOf(series.processed(attrs), () => mailbox.processed)
-  counterOf(series.dropped(reason("overflow")), () => mailbox.droppedOverflow)
-  counterOf(series.dropped(reason("shutdown")), () => mailbox.droppedShutdown)
-  counterOf(series.dropped(reason("failed")), () => mailbox.droppedFailed)
-  counterOf(series.deadLettered(attrs), () => mailbox.deadLettered)
-  counterOf(series.refused(reason("full")), () => mailbox.refusedFull)
-  counterOf(series.refused(reason("closed")), () => mailbox.refusedClosed)
-  counterOf(series.rejected(reason("invalid")), rejectedInvalid)
-  gaugeOf(series.depth(attrs), () => mailbox.size)
-  gaugeOf(series.inFlight(attrs), () => mailbox.inFlight)
+  const counter = (metric: Metric.Counter<number>, read: () => number) => counterOf(context, metric, read)
+  const gauge = (metric: Metric.Gauge<number>, read: () => number) => gaugeOf(context, metric, read)
+  counter(series.accepted(attrs), () => mailbox.accepted)
+  counter(series.processed(attrs), () => mailbox.processed)
+  counter(series.dropped(reason("overflow")), () => mailbox.droppedOverflow)
+  counter(series.dropped(reason("shutdown")), () => mailbox.droppedShutdown)
+  counter(series.dropped(reason("failed")), () => mailbox.droppedFailed)
+  counter(series.deadLettered(attrs), () => mailbox.deadLettered)
+  counter(series.refused(reason("full")), () => mailbox.refusedFull)
+  counter(series.refused(reason("closed")), () => mailbox.refusedClosed)
+  counter(series.rejected(reason("invalid")), rejectedInvalid)
+  gauge(series.depth(attrs), () => mailbox.size)
+  gauge(series.inFlight(attrs), () => mailbox.inFlight)
   const sizes = new Histogram(batchSizeBounds)
   const latency = new Histogram(latencyBounds)
-  Metric.registerUnsafe(series.batchSize(attrs), context, { get: () => sizes.state(), update: noop, modify: noop })
-  Metric.registerUnsafe(series.processingLatency(attrs), context, {
-    get: () => latency.state(),
-    update: noop,
-    modify: noop
-  })
+  histogramOf(context, series.batchSize(attrs), sizes)
+  histogramOf(context, series.processingLatency(attrs), latency)
   return {
     observeBatch: (size, durationMs) => {
       sizes.observe(size)
