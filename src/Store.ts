@@ -46,7 +46,7 @@ export interface Options {
    * the data's `group` field when it is a string, else none.
    */
   readonly group?: (event: Envelope) => string | undefined
-  /** Rows per INSERT statement (a batch larger than this takes several). Default `500`. */
+  /** Rows per INSERT statement (a batch larger than this takes several), 1 to 2,900. Default `1_000`. */
   readonly rowsPerStatement?: number
   /** Runs the schema's migrations when the store is made. Default `true`. */
   readonly migrate?: boolean
@@ -62,7 +62,7 @@ export interface Options {
  *
  * @category constructors
  */
-export const defaults = { rowsPerStatement: 500, migrate: true } as const
+export const defaults = { rowsPerStatement: 1_000, migrate: true } as const
 
 /**
  * An event as the store keeps it. `data` is the data in its encoded form (JSON), as
@@ -276,10 +276,10 @@ export const make = (
 ): Effect.Effect<Store, SqlError | MigrationError | InvalidOptions, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const rowsPerStatement = options.rowsPerStatement ?? defaults.rowsPerStatement
-    if (!isPositiveInt(rowsPerStatement) || rowsPerStatement > 5_000) {
+    if (!isPositiveInt(rowsPerStatement) || rowsPerStatement > 2_900) {
       return yield* new InvalidOptions({
         subject: "Store",
-        reason: "rowsPerStatement must be an integer from 1 to 5000"
+        reason: "rowsPerStatement must be an integer from 1 to 2900 (SQLite binds at most 32,766 parameters)"
       })
     }
     const sql = yield* SqlClient.SqlClient
