@@ -20,13 +20,18 @@ const url = values.url ?? process.env.CAIRN_URL ?? "ws://127.0.0.1:4600/v1/strea
 const seconds = Number(values.seconds ?? process.env.CAIRN_DEMO_SECONDS ?? 10)
 if (!(seconds > 0)) throw new Error(`invalid duration: ${values.seconds}`)
 
+// the first SIGINT or SIGTERM stops gracefully; a second SIGINT (Ctrl-C again) exits at once.
+// Ctrl-C in a terminal reaches this process and the service, which also sends SIGTERM:
+// that one must not count as the second.
 let stopping = false
-const stop = () => {
-  if (stopping) process.exit(130)
+let interrupts = 0
+process.on("SIGINT", () => {
+  if (++interrupts > 1) process.exit(130)
   stopping = true
-}
-process.on("SIGINT", stop)
-process.on("SIGTERM", stop)
+})
+process.on("SIGTERM", () => {
+  stopping = true
+})
 
 // the transport in a scope of its own, closed after the trail (which delivers its must
 // events through the wire first)
