@@ -510,7 +510,11 @@ export interface Worker {
   readonly wake: () => void
 }
 
-/** The header with the HMAC signature of a request (see `docs/outbox.md`). */
+/**
+ * The header with the HMAC signature of a request (see `docs/outbox.md`).
+ *
+ * @category signatures
+ */
 export const signatureHeader = "cairn-signature"
 
 /**
@@ -554,7 +558,12 @@ const retryAfterOf = (header: string | null, now: number): number | undefined =>
   return Number.isNaN(at) ? undefined : Math.max(0, at - now)
 }
 
-/** The event as webhooks get it. */
+/**
+ * The event as a webhook's body carries it (`event` in `docs/outbox.md`): absent
+ * optional fields are left out.
+ *
+ * @category encoding
+ */
 export const eventJson = (event: StoredEvent) => ({
   id: event.id,
   type: event.type,
@@ -622,7 +631,11 @@ const post = (
     })
   )
 
-/** Series of the outbox workers (counters over every worker of the registry's process). */
+/**
+ * Series of the outbox workers (counters over every worker of the registry's process).
+ *
+ * @category metrics
+ */
 export const metrics = {
   delivered: Metric.counter("cairn_outbox_delivered_total", { description: "Deliveries delivered" }),
   failed: Metric.counter("cairn_outbox_attempts_failed_total", { description: "Delivery attempts that failed" }),
