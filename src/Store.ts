@@ -241,6 +241,9 @@ const parseCursor = (cursor: string): { readonly at: number; readonly id: string
   return { at: Number(m[1]), id: m[2]! }
 }
 
+const identity = (n: number): number | bigint => n
+const toBigInt = (n: number): number | bigint => (Number.isSafeInteger(n) ? BigInt(n) : n)
+
 const maxLimit = 1_000
 const defaultLimit = 100
 const maxTree = 10_000
@@ -381,21 +384,32 @@ export const make = (
             ? undefined
             : Schema.encodeUnknownSync(type.schema as Schema.Codec<unknown, unknown>)
         // first occurrence of each id in the batch: a candidate; later ones duplicates
-        const first = new Map<string, number>()
+        // ids strictly ascending (a Cairn harness's batch): no repeats, nothing to track;
+        // else the first occurrence of each id is a candidate and later ones duplicates
+        let ascending = true
+        for (let i = 1; i < events.length && ascending; i++) ascending = events[i - 1]!.id < events[i]!.id
+        const first = ascending ? undefined : new Map<string, number>()
+        // SQLite: integers as bigints, which the driver binds as they are (a number it
+        // would convert, copying every parameter)
+        const int = dialect === "sqlite" ? toBigInt : identity
+        const versionValue = int(version)
+        const nowValue = int(now)
         // the rows, flat, in the order of `columns`
         const values: Array<unknown> = []
         for (let i = 0; i < events.length; i++) {
           const e = events[i]!
           const id = e.id
-          if (first.has(id)) continue
-          first.set(id, i)
+          if (first !== undefined) {
+            if (first.has(id)) continue
+            first.set(id, i)
+          }
           values.push(
             id,
             key,
             name,
-            version,
-            e.happenedAt,
-            now,
+            versionValue,
+            int(e.happenedAt),
+            nowValue,
             e.source,
             authuserOf(e) ?? null,
             e.parent ?? null,
@@ -410,7 +424,7 @@ export const make = (
           const out = new Array<boolean>(events.length)
           for (let i = 0; i < events.length; i++) {
             const id = events[i]!.id
-            out[i] = first.get(id) === i && fresh.has(id)
+            out[i] = (first === undefined || first.get(id) === i) && fresh.has(id)
           }
           return { out, deliveries }
         }).pipe(
