@@ -3,7 +3,6 @@
  * harness reconnects and resends every unacked batch; no `must` event is lost and none
  * is recorded twice (the gateway's store keeps the ids it recorded in a file).
  */
-import { type ChildProcess, fork } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -13,31 +12,21 @@ import { afterEach, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope, Schedule } from "effect"
 import type { Batch } from "../src/Batch.ts"
 import { Trail, Transport } from "../src/index.ts"
+import { kill, killAll, start } from "./fixtures/children.ts"
 import { HARNESS, Step, TOKEN } from "./fixtures/kill-types.ts"
 
-const children: Array<ChildProcess> = []
-afterEach(() => {
-  for (const child of children.splice(0)) child.kill("SIGKILL")
-})
+afterEach(killAll)
 
 type Kind = "ids" | "sqlite"
 
-const startGateway = (file: string, port: number, kind: Kind): Promise<{ child: ChildProcess; port: number }> =>
-  new Promise((resolve, reject) => {
-    const child = fork(new URL("./fixtures/gateway-child.ts", import.meta.url), [file, String(port), kind], {
-      stdio: ["ignore", "inherit", "inherit", "ipc"]
-    })
-    children.push(child)
-    child.once("message", (message) => resolve({ child, port: (message as { port: number }).port }))
-    child.once("exit", (code, signal) => reject(new Error(`gateway exited early (${code ?? signal})`)))
-  })
-
-const kill = (child: ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    child.removeAllListeners("exit")
-    child.once("exit", () => resolve())
-    child.kill("SIGKILL")
-  })
+const startGateway = async (file: string, port: number, kind: Kind) => {
+  const { child, message } = await start<{ port: number }>(
+    new URL("./fixtures/gateway-child.ts", import.meta.url),
+    [file, String(port), kind],
+    "gateway"
+  )
+  return { child, port: message.port }
+}
 
 /** Recorded ids: in the order the gateways wrote them, or every row of the events table. */
 const recorded = (file: string, kind: Kind): Array<string> => {

@@ -5,7 +5,6 @@
  * restart has another worker id (it takes the dead worker's claims over when their
  * lease ends); the second the same id (it takes its own claims back at once).
  */
-import { type ChildProcess, fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -16,33 +15,17 @@ import { afterEach, assert, describe, it } from "@effect/vitest"
 import { Effect, ManagedRuntime, Redacted, Schema } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import { Envelope, EventType, Outbox, Store } from "../src/index.ts"
+import { kill, killAll, start } from "./fixtures/children.ts"
 import { dbLayer } from "./fixtures/db.ts"
 import { pgReachable, pgUrl } from "./fixtures/pg.ts"
 import { receiver } from "./fixtures/receiver.ts"
 
 const Job = EventType.make("kill.Job", 1, Schema.Struct({ n: Schema.Number }))
 const TOTAL = 60
-const children: Array<ChildProcess> = []
-afterEach(() => {
-  for (const child of children.splice(0)) child.kill("SIGKILL")
-})
+afterEach(killAll)
 
-const startWorker = (spec: string, id: string): Promise<ChildProcess> =>
-  new Promise((resolve, reject) => {
-    const child = fork(new URL("./fixtures/outbox-worker-child.ts", import.meta.url), [spec, id, "1500"], {
-      stdio: ["ignore", "inherit", "inherit", "ipc"]
-    })
-    children.push(child)
-    child.once("message", () => resolve(child))
-    child.once("exit", (code, signal) => reject(new Error(`worker exited early (${code ?? signal})`)))
-  })
-
-const kill = (child: ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    child.removeAllListeners("exit")
-    child.once("exit", () => resolve())
-    child.kill("SIGKILL")
-  })
+const startWorker = async (spec: string, id: string) =>
+  (await start(new URL("./fixtures/outbox-worker-child.ts", import.meta.url), [spec, id, "1500"], "worker")).child
 
 const scenario = async (spec: string) => {
   const hooks = await receiver(() => ({ status: 200, delayMs: 40 }))
