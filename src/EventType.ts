@@ -12,6 +12,7 @@
 import { Effect, Exit, Schedule, Schema, SchemaAST, SchemaIssue } from "effect"
 import { InvalidEventType, ValidationError } from "./Errors.ts"
 import type { Handler } from "./Handler.ts"
+import { maxCapacity } from "./Mailbox.ts"
 import { type Plan, planOf } from "./internal/plainStruct.ts"
 
 /**
@@ -247,7 +248,9 @@ export const make = <A, I>(
   if (delivery !== "must" && delivery !== "droppable") fail(`delivery must be "must" or "droppable"`)
   if (!isPositiveInt(batch.maxSize)) fail("batch.maxSize must be a positive integer")
   if (!(batch.lingerMs >= 0 && Number.isFinite(batch.lingerMs))) fail("batch.lingerMs must be >= 0")
-  if (!isPositiveInt(mailbox.capacity)) fail("mailbox.capacity must be a positive integer")
+  if (!(isPositiveInt(mailbox.capacity) && mailbox.capacity <= maxCapacity)) {
+    fail(`mailbox.capacity must be an integer from 1 to ${maxCapacity}`)
+  }
   if (mailbox.overflow !== "backpressure" && mailbox.overflow !== "dropNewest" && mailbox.overflow !== "dropOldest") {
     fail(`mailbox.overflow must be "backpressure", "dropNewest" or "dropOldest"`)
   }

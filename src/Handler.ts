@@ -23,6 +23,7 @@ import { Effect, Schedule } from "effect"
 import type { Envelope } from "./Envelope.ts"
 import { InvalidOptions } from "./Errors.ts"
 import type { Overflow } from "./EventType.ts"
+import { maxCapacity } from "./Mailbox.ts"
 import * as Supervisor from "./Supervisor.ts"
 
 /**
@@ -102,8 +103,8 @@ const validate = (name: string, options: Options): void => {
   }
   if (!NAME.test(name)) fail("the name must be letters, digits, _ . : or -")
   const capacity = options.mailbox?.capacity
-  if (capacity !== undefined && !(Number.isSafeInteger(capacity) && capacity > 0)) {
-    fail("mailbox.capacity must be a positive integer")
+  if (capacity !== undefined && !(Number.isSafeInteger(capacity) && capacity > 0 && capacity <= maxCapacity)) {
+    fail(`mailbox.capacity must be an integer from 1 to ${maxCapacity}`)
   }
   const overflow = options.mailbox?.overflow
   if (overflow !== undefined && overflow !== "backpressure" && overflow !== "dropNewest" && overflow !== "dropOldest") {

@@ -54,7 +54,7 @@ import {
 } from "./Errors.ts"
 import * as EventType from "./EventType.ts"
 import * as Handler from "./Handler.ts"
-import { type Counts, Mailbox, type OfferResult, type Taken } from "./Mailbox.ts"
+import { type Counts, Mailbox, maxCapacity, type OfferResult, type Taken } from "./Mailbox.ts"
 import * as Supervisor from "./Supervisor.ts"
 import type * as Trail from "./Trail.ts"
 
@@ -264,7 +264,9 @@ export const make = <M extends AnyStateMachine>(
     const maxBatch = options.maxBatch ?? defaults.maxBatch
     const timeoutMs = options.timeoutMs ?? defaults.timeoutMs
     const invalid = (reason: string) => new InvalidOptions({ subject: `machine actor ${name}`, reason })
-    if (!(Number.isSafeInteger(capacity) && capacity > 0)) return yield* Effect.die(invalid("capacity must be > 0"))
+    if (!(Number.isSafeInteger(capacity) && capacity > 0 && capacity <= maxCapacity)) {
+      return yield* Effect.die(invalid(`capacity must be an integer from 1 to ${maxCapacity}`))
+    }
     if (!(Number.isSafeInteger(maxBatch) && maxBatch > 0)) return yield* Effect.die(invalid("maxBatch must be > 0"))
     if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) return yield* Effect.die(invalid("timeoutMs must be > 0"))
     const supervisor = new Supervisor.Child(name, options.supervisor)

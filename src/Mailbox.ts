@@ -1,10 +1,9 @@
 /**
  * A bounded mailbox with exact accounting.
  *
- * A queue of chunks (a full chunk is one batch, handed out without copying) that
- * grows on demand up to its capacity, with three overflow policies (`backpressure`,
- * `dropNewest`, `dropOldest`), batch takes, and the counters behind Cairn's
- * accounting invariant:
+ * A ring buffer (grown on demand up to the capacity, shrunk again when it has been
+ * oversized for a while) with three overflow policies (`backpressure`, `dropNewest`,
+ * `dropOldest`), batch takes, and the counters behind Cairn's accounting invariant:
  *
  * ```text
  * accepted = processed + queued + inFlight + dropped + deadLettered
@@ -16,10 +15,14 @@
  * the order they entered, so a flush can wait for exactly the events accepted before
  * it.
  *
- * It is the hot path: `offer` is synchronous, O(1), allocates nothing but a new
- * chunk once a chunk is full, and runs no Effect. The owner learns that a batch is
- * ready through a synchronous `watch`; waiting (for a batch, for room, for a flush)
- * is done by the Effect-returning methods.
+ * It is the hot path: `offer` is synchronous, O(1), allocates nothing (but when the
+ * ring doubles), and runs no Effect. Each item and its stamp sit side by side in one
+ * array that is reused batch after batch, so an offer writes to memory the cache
+ * already holds, and a thousand types logged in turn touch one array each, not a
+ * fresh chunk each. A take copies the items out into arrays of exactly the batch's
+ * size, owned by whoever took them. The owner learns that a batch is ready through a
+ * synchronous `watch`; waiting (for a batch, for room, for a flush) is done by the
+ * Effect-returning methods.
  *
  * @since 0.1.0
  */
@@ -72,13 +75,6 @@ export interface Taken<A> {
   readonly segment: Segment
 }
 
-interface Columns<A> {
-  items: Array<A>
-  base: number
-  offsets: Array<number>
-  extras: Array<unknown> | undefined
-}
-
 /**
  * A snapshot of a mailbox's counters.
  *
@@ -104,28 +100,30 @@ interface FlushWaiter {
   readonly resume: (effect: Effect.Effect<void>) => void
 }
 
-/** A run of queued items; a full chunk is handed out whole, without copying. */
-interface Chunk<A> {
-  items: Array<A | undefined>
-  /** Stamps as offsets from `base`. */
-  stamps: Array<number>
-  base: number
-  extras: Array<unknown> | undefined
-  /** Index of the first queued item (evictions move it). */
-  start: number
-  /** Items written. */
-  len: number
-}
+/**
+ * The largest capacity a mailbox may have: 2^26 items (the ring holds an item and
+ * its stamp per slot in one array, and an array holds at most about 2^27 values).
+ *
+ * @category constructors
+ */
+export const maxCapacity = 2 ** 26
 
-// `offer` reads len, items, stamps and base: they come first (one cache line).
-const makeChunk = <A>(size: number, base: number): Chunk<A> => ({
-  len: 0,
-  items: new Array(size),
-  stamps: new Array<number>(size),
-  base,
-  start: 0,
-  extras: undefined
-})
+/**
+ * "No threshold": a small integer larger than any count, so that the comparison on
+ * the fast path reads a field of the mailbox and not a boxed number elsewhere.
+ */
+const NEVER = 2 ** 30 - 1
+
+/** Slots of a new ring; it doubles when full, up to the capacity. */
+const FIRST_SLOTS = 16
+/** Takes that leave an oversized ring empty before it is halved. */
+const QUIET_TAKES = 64
+
+const slotsFor = (n: number): number => {
+  let slots = FIRST_SLOTS
+  while (slots < n) slots *= 2
+  return slots
+}
 
 /**
  * @category models
@@ -133,21 +131,26 @@ const makeChunk = <A>(size: number, base: number): Chunk<A> => ({
 export class Mailbox<A> {
   // The fields `offer` reads on its fast path come first, so they share a cache line:
   // with many types logged in turn, each `log` touches a different mailbox.
-  private tail: Chunk<A>
+  /** Item and stamp of each slot, side by side: `ring[2s]` is the item, `ring[2s + 1]` its stamp offset. */
+  private ring: Array<unknown>
+  /** Slots in the ring minus one (slots are a power of two). */
+  private mask: number
+  /** Slot of the oldest queued item. */
+  private head = 0
   private count = 0
-  /** `capacity` while open, `0` once closed: one compare on the fast path. */
-  private limit: number
-  /** Items that ever entered the queue; the index of the next one. */
-  private entered = 0
-  /** The single watch (the owning actor): the size that triggers it, its listener and arming hook. */
-  private wakeAt = Number.POSITIVE_INFINITY
+  /** Items `offer` may queue on its fast path: the capacity or the ring's slots, whichever is less; `0` once closed. */
+  private fastLimit: number
+  /** The single watch (the owning actor): the size that triggers it. */
+  private wakeAt = NEVER
+  /** Stamps are kept as offsets from this (small integers while the stamps are times). */
+  private base: number
 
   readonly capacity: number
   readonly overflow: Overflow
-  /** Largest chunk: a take of this many items from a full chunk copies nothing. */
+  /** The batch size the owner takes; the ring is not shrunk below twice this. */
   readonly chunkSize: number
 
-  // counters (the accounting); `accepted` is derived: entered + dropped newest
+  // counters (the accounting); `accepted` is derived: left + queued + dropped newest
   processed = 0
   inFlight = 0
   droppedOverflow = 0
@@ -160,12 +163,14 @@ export class Mailbox<A> {
   /** No longer accepting offers. */
   closed = false
 
-  /** Queued chunks from `chunkHead` on (a head index, so removing the head is O(1)). */
-  private chunks: Array<Chunk<A>> = []
-  private chunkHead = 0
-  /** Size of the next chunk: grows with use up to `chunkSize`. */
-  private nextChunk: number
+  /** Extras by slot (allocated on the first extra), and how many queued items have one. */
+  private extras: Array<unknown> | undefined = undefined
+  private extrasQueued = 0
   private droppedNewest = 0
+  /** Smallest ring kept when shrinking. */
+  private readonly floorSlots: number
+  /** Consecutive takes that emptied an oversized ring. */
+  private quiet = 0
 
   /** Items that ever left the queue (taken or evicted). */
   private left = 0
@@ -174,34 +179,44 @@ export class Mailbox<A> {
   private readonly segments: Array<Segment> = []
   private flushWaiters: Array<FlushWaiter> = []
 
-  private fullAt = Number.POSITIVE_INFINITY
+  private fullAt = NEVER
   private listener: (() => void) | undefined = undefined
   private arm: (() => void) | undefined = undefined
   private spaceWaiters: Array<(effect: Effect.Effect<void>) => void> = []
 
   /**
-   * @param chunkSize the batch size; a take of a whole chunk copies nothing
-   * @param stampBase a value near the stamps to come (the trail passes the time), so
-   *   stamps are stored as small offsets from the start
+   * @param chunkSize the batch size the owner takes (the ring keeps room for two)
+   * @param stampBase a value near the stamps to come, so stamps are stored as small
+   *   offsets from the start (later, from the latest stamp each time the queue empties)
    */
   constructor(capacity: number, overflow: Overflow, chunkSize = 512, stampBase = 0) {
+    if (!(Number.isSafeInteger(capacity) && capacity > 0 && capacity <= maxCapacity)) {
+      throw new RangeError(`mailbox capacity must be an integer from 1 to ${maxCapacity}, got ${capacity}`)
+    }
     this.capacity = capacity
     this.overflow = overflow
     this.chunkSize = Math.max(1, Math.min(chunkSize, capacity))
-    this.nextChunk = Math.min(16, this.chunkSize)
-    this.limit = capacity
-    this.tail = makeChunk(this.nextChunk, stampBase)
-    this.chunks.push(this.tail)
+    const slots = FIRST_SLOTS
+    this.ring = new Array(slots * 2)
+    this.mask = slots - 1
+    this.fastLimit = Math.min(capacity, slots)
+    this.floorSlots = slotsFor(Math.min(capacity, Math.max(64, this.chunkSize * 2)))
+    this.base = stampBase
   }
 
   /** Events ever accepted. */
   get accepted(): number {
-    return this.entered + this.droppedNewest
+    return this.left + this.count + this.droppedNewest
   }
 
   /** Events queued now. */
   get size(): number {
     return this.count
+  }
+
+  /** Slots in the ring now: the items it can hold before it doubles (memory in use). */
+  get slots(): number {
+    return this.mask + 1
   }
 
   /** Total dropped, whatever the reason. */
@@ -215,14 +230,14 @@ export class Mailbox<A> {
    * a `full` refusal (see {@link refuseFull}).
    */
   offer(item: A, stamp: number, extra?: unknown): OfferResult {
-    const tail = this.tail
-    const n = tail.len
-    if (n < tail.items.length && this.count < this.limit && extra === undefined) {
-      tail.items[n] = item
-      tail.stamps[n] = stamp - tail.base
-      tail.len = n + 1
-      this.entered++
-      if (++this.count >= this.wakeAt) this.wake()
+    const c = this.count
+    if (c < this.fastLimit && extra === undefined) {
+      const i = ((this.head + c) & this.mask) << 1
+      const ring = this.ring
+      ring[i] = item
+      ring[i + 1] = stamp - this.base
+      this.count = c + 1
+      if (c + 1 >= this.wakeAt) this.wake()
       return "accepted"
     }
     return this.offerSlow(item, stamp, extra)
@@ -242,38 +257,36 @@ export class Mailbox<A> {
       }
       this.evict(1)
     }
-    let tail = this.tail
-    if (tail.len === tail.items.length) tail = this.growTail(stamp)
-    else if (tail.len === 0) tail.base = stamp
-    const n = tail.len
-    tail.items[n] = item
-    tail.stamps[n] = stamp - tail.base
+    if (this.count > this.mask) this.resize((this.mask + 1) * 2)
+    const slot = (this.head + this.count) & this.mask
+    this.ring[slot << 1] = item
+    this.ring[(slot << 1) + 1] = stamp - this.base
     if (extra !== undefined) {
-      if (tail.extras === undefined) tail.extras = new Array(tail.items.length)
-      tail.extras[n] = extra
+      if (this.extras === undefined) this.extras = new Array(this.mask + 1)
+      this.extras[slot] = extra
+      this.extrasQueued++
     }
-    tail.len = n + 1
-    this.entered++
     if (++this.count >= this.wakeAt) this.wake()
     return "accepted"
   }
 
-  /** Makes room at the tail: grows a small tail chunk, or starts a new one (based at `stamp`). */
-  private growTail(stamp: number): Chunk<A> {
-    const tail = this.tail
-    const size = tail.items.length
-    if (size < this.chunkSize && tail.start === 0 && this.chunks.length - this.chunkHead === 1) {
-      const bigger = Math.min(size * 2, this.chunkSize)
-      tail.items.length = bigger
-      tail.stamps.length = bigger
-      if (tail.extras !== undefined) tail.extras.length = bigger
-      this.nextChunk = Math.max(this.nextChunk, bigger)
-      return tail
+  /** Moves the queued items to a ring of `slots` slots (at least the items queued), from slot 0. */
+  private resize(slots: number): void {
+    const { ring, mask, head, count, extras } = this
+    const next = new Array(slots * 2)
+    const nextExtras = extras === undefined || this.extrasQueued === 0 ? undefined : new Array(slots)
+    for (let k = 0; k < count; k++) {
+      const s = (head + k) & mask
+      next[k << 1] = ring[s << 1]
+      next[(k << 1) + 1] = ring[(s << 1) + 1]
+      if (nextExtras !== undefined) nextExtras[k] = extras![s]
     }
-    const chunk = makeChunk<A>(this.chunkSize, stamp)
-    this.chunks.push(chunk)
-    this.tail = chunk
-    return chunk
+    this.ring = next
+    this.extras = nextExtras
+    this.mask = slots - 1
+    this.head = 0
+    this.fastLimit = this.closed ? 0 : Math.min(this.capacity, slots)
+    this.quiet = 0
   }
 
   /** Counts a refusal of a synchronous caller on a full `backpressure` mailbox. */
@@ -282,98 +295,70 @@ export class Mailbox<A> {
   }
 
   /**
-   * Takes up to `max` items as one in-flight segment; `undefined` when empty. A take
-   * that is exactly one whole chunk hands over its arrays without copying.
+   * Takes up to `max` items as one in-flight segment, copied out into arrays of
+   * their own; `undefined` when empty.
    */
   take(max: number): Taken<A> | undefined {
     const n = Math.min(max, this.count)
     if (n === 0) return undefined
-    const head = this.chunks[this.chunkHead]!
-    let taken: Columns<A>
-    if (head.start === 0 && head.len === n) {
-      // zero copy: the whole head chunk
-      const items = head.items as Array<A>
-      if (items.length !== n) {
-        items.length = n
-        head.stamps.length = n
-        if (head.extras !== undefined) head.extras.length = n
-      }
-      taken = { items, base: head.base, offsets: head.stamps, extras: head.extras }
-      this.shiftChunk()
-      if (head === this.tail) {
-        // keep later chunks about the size the last batches had, based at the latest stamp
-        this.nextChunk = Math.min(this.chunkSize, Math.max(16, n + (n >> 1)))
-        this.tail = makeChunk(this.nextChunk, head.base + head.stamps[n - 1]!)
-        this.chunks.push(this.tail)
-      }
-    } else {
-      taken = this.copyOut(n)
+    const items = new Array<A>(n)
+    const offsets = new Array<number>(n)
+    const ring = this.ring
+    const head = this.head
+    // the run up to the end of the ring, then the run from its start
+    const first = Math.min(n, this.mask + 1 - head)
+    for (let k = 0, i = head << 1; k < first; k++, i += 2) {
+      items[k] = ring[i] as A
+      ring[i] = undefined
+      offsets[k] = ring[i + 1] as number
     }
-    if (taken.extras !== undefined && !taken.extras.some((x) => x !== undefined)) taken.extras = undefined
-    const start = this.left
+    for (let k = first, i = 0; k < n; k++, i += 2) {
+      items[k] = ring[i] as A
+      ring[i] = undefined
+      offsets[k] = ring[i + 1] as number
+    }
+    const extras = this.extrasQueued > 0 ? this.takeExtras(head, n) : undefined
+    const base = this.base
+    this.head = (head + n) & this.mask
     this.count -= n
+    if (this.count === 0) this.emptied(base + offsets[n - 1]!)
+    const start = this.left
     this.inFlight += n
     const segment: Segment = { start, end: start + n, done: false }
     this.left += n
     this.segments.push(segment)
     this.wakeSpace()
-    return { items: taken.items, base: taken.base, offsets: taken.offsets, extras: taken.extras, segment }
+    return { items, base, offsets, extras, segment }
   }
 
-  /** Copies `n` items out of the head chunks, removing the chunks it empties. */
-  private copyOut(n: number): Columns<A> {
-    const items = new Array<A>(n)
-    const stamps = new Array<number>(n)
-    const base = this.chunks[this.chunkHead]!.base
-    let extras: Array<unknown> | undefined
-    let i = 0
-    while (i < n) {
-      const head = this.chunks[this.chunkHead]!
-      const k = Math.min(n - i, head.len - head.start)
-      for (let j = 0; j < k; j++) {
-        const at = head.start + j
-        items[i + j] = head.items[at] as A
-        stamps[i + j] = head.stamps[at]! + (head.base - base)
-        head.items[at] = undefined
+  /** The extras of `n` slots from `head` (cleared), or `undefined` when none has one. */
+  private takeExtras(head: number, n: number): Array<unknown> | undefined {
+    const all = this.extras!
+    const mask = this.mask
+    let out: Array<unknown> | undefined
+    for (let k = 0; k < n; k++) {
+      const s = (head + k) & mask
+      const x = all[s]
+      if (x !== undefined) {
+        if (out === undefined) out = new Array(n)
+        out[k] = x
+        all[s] = undefined
+        this.extrasQueued--
       }
-      if (head.extras !== undefined) {
-        for (let j = 0; j < k; j++) {
-          const x = head.extras[head.start + j]
-          if (x !== undefined) {
-            if (extras === undefined) extras = new Array(n)
-            extras[i + j] = x
-            head.extras[head.start + j] = undefined
-          }
-        }
-      }
-      head.start += k
-      i += k
-      if (head.start === head.len) this.dropHeadChunk(head)
     }
-    return { items, base, offsets: stamps, extras }
+    return out
   }
 
-  /** Removes an emptied head chunk; an emptied tail is reset for reuse instead. */
-  private dropHeadChunk(head: Chunk<A>): void {
-    if (head === this.tail) {
-      head.start = 0
-      head.len = 0
-      head.extras = undefined
-    } else {
-      this.shiftChunk()
-    }
-  }
-
-  private shiftChunk(): void {
-    const chunks = this.chunks
-    chunks[this.chunkHead++] = undefined as unknown as Chunk<A>
-    if (this.chunkHead === chunks.length) {
-      chunks.length = 0
-      this.chunkHead = 0
-    } else if (this.chunkHead >= 64 && this.chunkHead * 2 >= chunks.length) {
-      this.chunks = chunks.slice(this.chunkHead)
-      this.chunkHead = 0
-    }
+  /**
+   * The queue is empty: later items go from slot 0 again (the memory last written),
+   * stamps are kept from the latest one (so offsets stay small however long the
+   * mailbox lives), and a ring that stays oversized is halved.
+   */
+  private emptied(latest: number): void {
+    this.head = 0
+    this.base = latest
+    const slots = this.mask + 1
+    if (slots > this.floorSlots && ++this.quiet >= QUIET_TAKES) this.resize(slots / 2)
   }
 
   /**
@@ -421,7 +406,7 @@ export class Mailbox<A> {
   close(): void {
     if (this.closed) return
     this.closed = true
-    this.limit = 0
+    this.fastLimit = 0
     this.wake()
     this.wakeSpace()
   }
@@ -444,6 +429,7 @@ export class Mailbox<A> {
    * the threshold is already reached: check `size` first.
    */
   watch(threshold: number, listener: () => void, arm: (() => void) | undefined): void {
+    if (!(threshold < NEVER)) threshold = NEVER
     this.listener = listener
     this.fullAt = threshold
     if (arm === undefined) {
@@ -476,7 +462,7 @@ export class Mailbox<A> {
 
   /** The queue index that the next accepted item will get: a flush watermark. */
   watermark(): number {
-    return this.entered
+    return this.left + this.count
   }
 
   /** Whether every item that entered before `watermark` is terminal. */
@@ -512,13 +498,19 @@ export class Mailbox<A> {
 
   /** Drops `n` oldest queued items (overflow); they are terminal at once. */
   private evict(n: number): void {
+    const ring = this.ring
+    const mask = this.mask
+    let head = this.head
     for (let i = 0; i < n; i++) {
-      const head = this.chunks[this.chunkHead]!
-      head.items[head.start] = undefined
-      if (head.extras !== undefined) head.extras[head.start] = undefined
-      head.start++
-      if (head.start === head.len) this.dropHeadChunk(head)
+      ring[head << 1] = undefined
+      const extras = this.extras
+      if (extras !== undefined && extras[head] !== undefined) {
+        extras[head] = undefined
+        this.extrasQueued--
+      }
+      head = (head + 1) & mask
     }
+    this.head = head
     this.count -= n
     const last = this.segments[this.segments.length - 1]
     if (last?.done && last.end === this.left) last.end += n
@@ -562,8 +554,8 @@ export class Mailbox<A> {
   private clearWatch(): void {
     this.listener = undefined
     this.arm = undefined
-    this.wakeAt = Number.POSITIVE_INFINITY
-    this.fullAt = Number.POSITIVE_INFINITY
+    this.wakeAt = NEVER
+    this.fullAt = NEVER
   }
 
   private wakeSpace(): void {

@@ -367,8 +367,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     const shutdownTimeoutMs = options.shutdownTimeoutMs ?? defaults.shutdownTimeoutMs
     const droppableBudgetMs = options.droppableBudgetMs ?? defaults.droppableBudgetMs
     const clockService = yield* Clock.Clock
+    // The types' mailboxes are stamped in milliseconds since the trail started: small
+    // integers (for 12 days), which V8 keeps unboxed in the mailbox's fields and ring.
+    const epoch = clockService.currentTimeMillisUnsafe()
     const clock = new SampledClock(
-      () => clockService.currentTimeMillisUnsafe(),
+      () => clockService.currentTimeMillisUnsafe() - epoch,
       options.clockSampling ?? defaults.clockSampling
     )
     // Actors live in a child scope created before the shutdown finalizer is added, so
@@ -615,7 +618,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           type.mailbox.capacity,
           type.mailbox.overflow,
           type.batch.maxSize,
-          clockService.currentTimeMillisUnsafe()
+          clockService.currentTimeMillisUnsafe() - epoch
         )
         if (closed) mailbox.close()
         const lane: Lane = { type, mailbox, key: type.key, actor: undefined, children: [], rejectedInvalid: 0 }
@@ -630,7 +633,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
               type,
               origin,
               taken.items,
-              taken.base,
+              taken.base + epoch,
               taken.offsets,
               taken.extras,
               taken.segment.start
@@ -924,7 +927,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       return {
         type,
         decode,
-        offer: (event) => mailbox.offer(event.data, event.happenedAt, event),
+        offer: (event) => mailbox.offer(event.data, event.happenedAt - epoch, event),
         awaitRoom: mailbox.awaitSpace()
       }
     }

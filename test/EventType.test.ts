@@ -190,12 +190,17 @@ describe("EventType validation", () => {
     [
       "mailbox.capacity 0",
       () => EventType.make("app.Thing", 1, S, { mailbox: { capacity: 0 } }),
-      "invalid event type app.Thing@1: mailbox.capacity must be a positive integer"
+      "invalid event type app.Thing@1: mailbox.capacity must be an integer from 1 to 67108864"
     ],
     [
       "an infinite mailbox.capacity",
       () => EventType.make("app.Thing", 1, S, { mailbox: { capacity: Number.POSITIVE_INFINITY } }),
-      "invalid event type app.Thing@1: mailbox.capacity must be a positive integer"
+      "invalid event type app.Thing@1: mailbox.capacity must be an integer from 1 to 67108864"
+    ],
+    [
+      "a mailbox.capacity past the largest (2^26)",
+      () => EventType.make("app.Thing", 1, S, { mailbox: { capacity: 2 ** 26 + 1 } }),
+      "invalid event type app.Thing@1: mailbox.capacity must be an integer from 1 to 67108864"
     ],
     [
       "an unknown overflow",

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { Mailbox, type Taken } from "../src/Mailbox.ts"
+import { Mailbox, maxCapacity, type Taken } from "../src/Mailbox.ts"
 
 interface Entry {
   readonly item: number
@@ -37,7 +37,7 @@ const yieldMany = Effect.gen(function* () {
 })
 
 describe("Mailbox: order, stamps and extras", () => {
-  it("the first chunk grows in place past 16 items and a single take returns them all in order", () => {
+  it("the ring doubles past its first 16 slots and a single take returns 300 items in order", () => {
     const mb = new Mailbox<number>(1_000, "backpressure")
     const expected: Array<Entry> = []
     for (let i = 0; i < 300; i++) {
@@ -55,8 +55,8 @@ describe("Mailbox: order, stamps and extras", () => {
     assert.isUndefined(mb.take(10))
   })
 
-  it("interleaved offers and takes keep FIFO order, stamps and extras across chunk boundaries", () => {
-    // small chunks: takes split chunks, span several of them, and empty the tail chunk for reuse
+  it("interleaved offers and takes keep FIFO order, stamps and extras across the ring's wrap and growth", () => {
+    // takes of every size: the head wraps around the ring, and the ring grows while wrapped
     for (const chunkSize of [1, 3, 8, 16, 64, 512]) {
       const mb = new Mailbox<number>(2_000, "backpressure", chunkSize, 1_000)
       const expected: Array<Entry> = []
@@ -91,7 +91,7 @@ describe("Mailbox: order, stamps and extras", () => {
     }
   })
 
-  it("a take that spans chunks with different bases gives every item its own stamp", () => {
+  it("a take of stamps far apart gives every item its own stamp", () => {
     const mb = new Mailbox<number>(100, "backpressure", 4, 0)
     const stamps = [10, 11, 12, 13, 1_000_000, 1_000_001, 999_999, 7, 42, 43]
     for (const [i, s] of stamps.entries()) mb.offer(i, s)
@@ -119,11 +119,10 @@ describe("Mailbox: order, stamps and extras", () => {
     assert.deepStrictEqual(a.extras, ["x"])
     const b = mb.take(4)!
     assert.deepStrictEqual(b.items, [1, 2, 3, 4])
-    assert.isUndefined(b.extras, "the chunk had an extras column, but none of these items has one")
+    assert.isUndefined(b.extras, "the ring has an extras column, but none of these items has one")
   })
 
-  // A zero-copy take trims the chunk's arrays to the items taken: all three columns.
-  it("a zero-copy take has exactly one extra slot per item", () => {
+  it("a take has exactly one extra slot per item", () => {
     const mb = new Mailbox<number>(100, "backpressure")
     mb.offer(1, 10)
     mb.offer(2, 11, "parent")
@@ -135,7 +134,7 @@ describe("Mailbox: order, stamps and extras", () => {
     assert.strictEqual(t.extras?.length, 3)
   })
 
-  it("a take of a whole chunk hands out at most the chunk and keeps the rest queued", () => {
+  it("a take hands out copies of its own: later offers never write into them", () => {
     const mb = new Mailbox<number>(1_000, "backpressure", 10)
     for (let i = 0; i < 25; i++) mb.offer(i, i)
     const first = mb.take(10)!
@@ -164,6 +163,79 @@ describe("Mailbox: order, stamps and extras", () => {
     assert.deepStrictEqual(mb.take(3)!.items, [3])
     assert.isUndefined(mb.take(3))
     assert.strictEqual(mb.counts().inFlight, 4)
+  })
+})
+
+describe("Mailbox: the ring", () => {
+  it("grows only up to the capacity: a full ring refuses, then takes and offers go on around it", () => {
+    const mb = new Mailbox<number>(100, "backpressure", 10)
+    for (let i = 0; i < 100; i++) assert.strictEqual(mb.offer(i, i), "accepted")
+    assert.strictEqual(mb.offer(100, 100), "full")
+    assert.isAtMost(mb.slots, 128)
+    const expected: Array<number> = []
+    for (let i = 0; i < 100; i++) expected.push(i)
+    const got: Array<number> = []
+    // the head moves around the full ring many times
+    for (let next = 100; next < 2_000; next++) {
+      const t = mb.take(7)!
+      got.push(...t.items)
+      mb.settle(t.segment, "processed")
+      for (let k = 0; k < t.items.length; k++) {
+        assert.strictEqual(mb.offer(next + k, next + k), "accepted")
+        expected.push(next + k)
+      }
+      next += t.items.length - 1
+    }
+    got.push(...drainAll(mb).map((e) => e.item))
+    assert.deepStrictEqual(got, expected)
+    assert.isAtMost(mb.slots, 128)
+    balanced(mb)
+  })
+
+  it("an oversized ring is halved after it stays quiet, never below room for two batches, and keeps working", () => {
+    const mb = new Mailbox<number>(100_000, "backpressure", 256)
+    for (let i = 0; i < 50_000; i++) mb.offer(i, i)
+    assert.isAtLeast(mb.slots, 50_000)
+    drainAll(mb, 50_000)
+    const burst = mb.slots
+    for (let i = 0; i < 64 * 12; i++) {
+      mb.offer(i, i)
+      const t = mb.take(10)!
+      mb.settle(t.segment, "processed")
+    }
+    assert.isBelow(mb.slots, burst)
+    assert.strictEqual(mb.slots, 512, "floor: twice the batch size, as a power of two")
+    // and a new burst grows it again, in order
+    for (let i = 0; i < 3_000; i++) mb.offer(i, i)
+    assert.deepStrictEqual(
+      drainAll(mb, 256).map((e) => e.item),
+      Array.from({ length: 3_000 }, (_, i) => i)
+    )
+    balanced(mb)
+  })
+
+  it("stamps are kept as small offsets once the queue has emptied, whatever the base given", () => {
+    const now = 1_780_000_000_000
+    const mb = new Mailbox<number>(100, "backpressure", 10, 0)
+    mb.offer(0, now)
+    const first = mb.take(10)!
+    assert.strictEqual(first.base + first.offsets[0]!, now)
+    mb.offer(1, now + 5)
+    mb.offer(2, now + 3)
+    const second = mb.take(10)!
+    assert.deepStrictEqual(
+      second.offsets.map((o) => second.base + o),
+      [now + 5, now + 3]
+    )
+    for (const o of second.offsets) assert.isBelow(Math.abs(o), 2 ** 30, "a small integer, not a boxed number")
+  })
+
+  it("a capacity outside 1..maxCapacity is a RangeError", () => {
+    assert.throws(() => new Mailbox<number>(0, "backpressure"), RangeError)
+    assert.throws(() => new Mailbox<number>(maxCapacity + 1, "backpressure"), RangeError)
+    assert.throws(() => new Mailbox<number>(1.5, "backpressure"), RangeError)
+    // the largest is fine: the ring grows on demand
+    assert.strictEqual(new Mailbox<number>(maxCapacity, "backpressure").offer(1, 0), "accepted")
   })
 })
 
@@ -239,7 +311,7 @@ describe("Mailbox: overflow policies", () => {
     ])
   })
 
-  it("dropOldest evicts through several chunks and never leaks an evicted extra", () => {
+  it("dropOldest evicts across the ring's wrap and never leaks an evicted extra", () => {
     const mb = new Mailbox<number>(5, "dropOldest", 2)
     for (let i = 0; i < 23; i++) mb.offer(i, 100 + i, i % 2 === 0 ? `e${i}` : undefined)
     assert.strictEqual(mb.counts().dropped.overflow, 18)
