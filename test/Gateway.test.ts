@@ -658,10 +658,14 @@ describe("Gateway: backpressure and drain", () => {
           )
         )
       }
-      // keep the window full (as a client does) until the server stops reading
+      // keep the window full (as a client does) until the server stops reading for
+      // good: the first batch filled the mailbox and was acked, and the two batches of
+      // the window wait for room (a pause seen while an earlier batch's ack is still on
+      // its way ends with that ack)
       await eventually(() => {
         while (seq - client.all("Ack").length < 2) send()
-        return env.gateway.sessions()[0]?.paused === true
+        const acks = client.all("Ack").length
+        return env.gateway.sessions()[0]?.paused === true && acks >= 1 && acks === seq - 2
       }, "the session paused")
       const acked = client.all("Ack").length
       const session = env.gateway.sessions()[0]!
