@@ -48,7 +48,6 @@ export class Batch<A = unknown> {
    * integers, which is how the wire encodes them.
    */
   readonly timeBase: number
-  readonly timeOffsets: ReadonlyArray<number>
   /** Parent id of each event, or `undefined` when no event of the batch has one. */
   readonly parents: ReadonlyArray<string | undefined> | undefined
   /** Sequence number of the first event; the i-th has `firstSeq + i`. */
@@ -63,13 +62,19 @@ export class Batch<A = unknown> {
   private readonly foreign: ReadonlyArray<unknown> | undefined
   private envelopes: ReadonlyArray<Envelope<A>> | undefined = undefined
   private times: ReadonlyArray<number> | undefined = undefined
+  /** The offsets, or what builds them when first read (a mailbox's take). */
+  private readonly offsetsFrom: ReadonlyArray<number> | { readonly offsets: ReadonlyArray<number> }
 
+  /**
+   * @param timeOffsets the offsets, or an object whose `offsets` gives them when
+   *   first read (a mailbox take: a processor that never reads the times never builds them)
+   */
   constructor(
     type: EventType.EventType<A, unknown>,
     origin: Origin,
     data: ReadonlyArray<A>,
     timeBase: number,
-    timeOffsets: ReadonlyArray<number>,
+    timeOffsets: ReadonlyArray<number> | { readonly offsets: ReadonlyArray<number> },
     parents: ReadonlyArray<unknown> | undefined,
     firstSeq: number
   ) {
@@ -77,7 +82,7 @@ export class Batch<A = unknown> {
     this.origin = origin
     this.data = data
     this.timeBase = timeBase
-    this.timeOffsets = timeOffsets
+    this.offsetsFrom = timeOffsets
     let foreign: ReadonlyArray<unknown> | undefined
     if (parents !== undefined) {
       for (let i = 0; i < parents.length; i++) {
@@ -91,6 +96,15 @@ export class Batch<A = unknown> {
     this.foreign = foreign
     this.parents = parents as ReadonlyArray<string | undefined> | undefined
     this.firstSeq = firstSeq
+  }
+
+  /**
+   * Times as a base and an offset per event: event i happened at
+   * `timeBase + timeOffsets[i]` milliseconds since the epoch (see {@link timeBase}).
+   */
+  get timeOffsets(): ReadonlyArray<number> {
+    const from = this.offsetsFrom
+    return Array.isArray(from) ? from : (from as { readonly offsets: ReadonlyArray<number> }).offsets
   }
 
   /** `happenedAt` of each event, milliseconds since the epoch (computed on first read). */

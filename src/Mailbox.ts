@@ -63,16 +63,52 @@ export interface Segment {
  * to settle. `items[i]` was offered with stamp `base + offsets[i]` and extra
  * `extras?.[i]`; its queue index is `segment.start + i` (unique per mailbox, in
  * arrival order). Stamps are kept as offsets from a base so that, for times, they
- * stay small integers: cheap to store and to encode.
+ * stay small integers: cheap to store and to encode. The mailbox keeps stamps as
+ * runs of equal values, so `offsets` is built when first read: a consumer that
+ * never reads the times does not pay for them.
  *
  * @category models
  */
-export interface Taken<A> {
+export class Taken<A> {
   readonly items: Array<A>
   readonly base: number
-  readonly offsets: Array<number>
   readonly extras: Array<unknown> | undefined
   readonly segment: Segment
+  /** Where each run of equal stamps starts among the items, and its offset from `base`. */
+  private readonly runAt: Array<number>
+  private readonly runOffset: Array<number>
+  private built: Array<number> | undefined = undefined
+
+  constructor(
+    items: Array<A>,
+    base: number,
+    runAt: Array<number>,
+    runOffset: Array<number>,
+    extras: Array<unknown> | undefined,
+    segment: Segment
+  ) {
+    this.items = items
+    this.base = base
+    this.runAt = runAt
+    this.runOffset = runOffset
+    this.extras = extras
+    this.segment = segment
+  }
+
+  /** The stamp of each item, as an offset from `base` (built on first read). */
+  get offsets(): Array<number> {
+    if (this.built !== undefined) return this.built
+    const n = this.items.length
+    const offsets = new Array<number>(n)
+    const { runAt, runOffset } = this
+    for (let r = 0; r < runAt.length; r++) {
+      const to = r + 1 < runAt.length ? runAt[r + 1]! : n
+      const offset = runOffset[r]!
+      for (let k = runAt[r]!; k < to; k++) offsets[k] = offset
+    }
+    this.built = offsets
+    return offsets
+  }
 }
 
 /**
@@ -101,8 +137,8 @@ interface FlushWaiter {
 }
 
 /**
- * The largest capacity a mailbox may have: 2^26 items (the ring holds an item and
- * its stamp per slot in one array, and an array holds at most about 2^27 values).
+ * The largest capacity a mailbox may have: 2^26 items (the ring is one array, and
+ * an array holds at most about 2^27 values).
  *
  * @category constructors
  */
@@ -131,8 +167,8 @@ const slotsFor = (n: number): number => {
 export class Mailbox<A> {
   // The fields `offer` reads on its fast path come first, so they share a cache line:
   // with many types logged in turn, each `log` touches a different mailbox.
-  /** Item and stamp of each slot, side by side: `ring[2s]` is the item, `ring[2s + 1]` its stamp offset. */
-  private ring: Array<unknown>
+  /** The queued items, from slot `head` on, wrapping around. */
+  private ring: Array<A | undefined>
   /** Slots in the ring minus one (slots are a power of two). */
   private mask: number
   /** Slot of the oldest queued item. */
@@ -142,8 +178,8 @@ export class Mailbox<A> {
   private fastLimit: number
   /** The single watch (the owning actor): the size that triggers it. */
   private wakeAt = NEVER
-  /** Stamps are kept as offsets from this (small integers while the stamps are times). */
-  private base: number
+  /** Stamp of the newest run: an offer with the same stamp just extends it. */
+  private lastStamp: number
 
   readonly capacity: number
   readonly overflow: Overflow
@@ -163,6 +199,14 @@ export class Mailbox<A> {
   /** No longer accepting offers. */
   closed = false
 
+  /**
+   * Stamps as runs of equal values (a clock read once serves many offers): run `r`
+   * covers the queue indices from `runIndex[r]` to the next run's start. Runs from
+   * `runHead` on are live; the newest always is.
+   */
+  private runIndex: Array<number>
+  private runStamp: Array<number>
+  private runHead = 0
   /** Extras by slot (allocated on the first extra), and how many queued items have one. */
   private extras: Array<unknown> | undefined = undefined
   private extrasQueued = 0
@@ -186,8 +230,8 @@ export class Mailbox<A> {
 
   /**
    * @param chunkSize the batch size the owner takes (the ring keeps room for two)
-   * @param stampBase a value near the stamps to come, so stamps are stored as small
-   *   offsets from the start (later, from the latest stamp each time the queue empties)
+   * @param stampBase the stamp most offers will carry first (the trail passes the
+   *   time); any value is correct, this one is the cheapest
    */
   constructor(capacity: number, overflow: Overflow, chunkSize = 512, stampBase = 0) {
     if (!(Number.isSafeInteger(capacity) && capacity > 0 && capacity <= maxCapacity)) {
@@ -197,11 +241,13 @@ export class Mailbox<A> {
     this.overflow = overflow
     this.chunkSize = Math.max(1, Math.min(chunkSize, capacity))
     const slots = FIRST_SLOTS
-    this.ring = new Array(slots * 2)
+    this.ring = new Array(slots)
     this.mask = slots - 1
     this.fastLimit = Math.min(capacity, slots)
     this.floorSlots = slotsFor(Math.min(capacity, Math.max(64, this.chunkSize * 2)))
-    this.base = stampBase
+    this.lastStamp = stampBase
+    this.runIndex = [0]
+    this.runStamp = [stampBase]
   }
 
   /** Events ever accepted. */
@@ -231,11 +277,8 @@ export class Mailbox<A> {
    */
   offer(item: A, stamp: number, extra?: unknown): OfferResult {
     const c = this.count
-    if (c < this.fastLimit && extra === undefined) {
-      const i = ((this.head + c) & this.mask) << 1
-      const ring = this.ring
-      ring[i] = item
-      ring[i + 1] = stamp - this.base
+    if (c < this.fastLimit && stamp === this.lastStamp && extra === undefined) {
+      this.ring[(this.head + c) & this.mask] = item
       this.count = c + 1
       if (c + 1 >= this.wakeAt) this.wake()
       return "accepted"
@@ -258,9 +301,13 @@ export class Mailbox<A> {
       this.evict(1)
     }
     if (this.count > this.mask) this.resize((this.mask + 1) * 2)
+    if (stamp !== this.lastStamp) {
+      this.runIndex.push(this.left + this.count)
+      this.runStamp.push(stamp)
+      this.lastStamp = stamp
+    }
     const slot = (this.head + this.count) & this.mask
-    this.ring[slot << 1] = item
-    this.ring[(slot << 1) + 1] = stamp - this.base
+    this.ring[slot] = item
     if (extra !== undefined) {
       if (this.extras === undefined) this.extras = new Array(this.mask + 1)
       this.extras[slot] = extra
@@ -273,12 +320,11 @@ export class Mailbox<A> {
   /** Moves the queued items to a ring of `slots` slots (at least the items queued), from slot 0. */
   private resize(slots: number): void {
     const { ring, mask, head, count, extras } = this
-    const next = new Array(slots * 2)
+    const next = new Array<A | undefined>(slots)
     const nextExtras = extras === undefined || this.extrasQueued === 0 ? undefined : new Array(slots)
     for (let k = 0; k < count; k++) {
       const s = (head + k) & mask
-      next[k << 1] = ring[s << 1]
-      next[(k << 1) + 1] = ring[(s << 1) + 1]
+      next[k] = ring[s]
       if (nextExtras !== undefined) nextExtras[k] = extras![s]
     }
     this.ring = next
@@ -301,34 +347,75 @@ export class Mailbox<A> {
   take(max: number): Taken<A> | undefined {
     const n = Math.min(max, this.count)
     if (n === 0) return undefined
-    const items = new Array<A>(n)
-    const offsets = new Array<number>(n)
     const ring = this.ring
     const head = this.head
-    // the run up to the end of the ring, then the run from its start
-    const first = Math.min(n, this.mask + 1 - head)
-    for (let k = 0, i = head << 1; k < first; k++, i += 2) {
-      items[k] = ring[i] as A
-      ring[i] = undefined
-      offsets[k] = ring[i + 1] as number
-    }
-    for (let k = first, i = 0; k < n; k++, i += 2) {
-      items[k] = ring[i] as A
-      ring[i] = undefined
-      offsets[k] = ring[i + 1] as number
+    const end = head + n
+    let items: Array<A>
+    if (end <= this.mask + 1) {
+      items = ring.slice(head, end) as Array<A>
+      for (let s = head; s < end; s++) ring[s] = undefined
+    } else {
+      // wrapped: the run up to the end of the ring, then the run from its start
+      items = new Array<A>(n)
+      const first = this.mask + 1 - head
+      for (let k = 0; k < first; k++) {
+        items[k] = ring[head + k] as A
+        ring[head + k] = undefined
+      }
+      for (let k = first; k < n; k++) {
+        items[k] = ring[k - first] as A
+        ring[k - first] = undefined
+      }
     }
     const extras = this.extrasQueued > 0 ? this.takeExtras(head, n) : undefined
-    const base = this.base
-    this.head = (head + n) & this.mask
-    this.count -= n
-    if (this.count === 0) this.emptied(base + offsets[n - 1]!)
     const start = this.left
-    this.inFlight += n
-    const segment: Segment = { start, end: start + n, done: false }
+    const taken = this.stampsOf(items, extras, start, n)
+    this.head = end & this.mask
+    this.count -= n
     this.left += n
-    this.segments.push(segment)
+    this.dropRuns()
+    if (this.count === 0) this.emptied()
+    this.inFlight += n
+    this.segments.push(taken.segment)
     this.wakeSpace()
-    return { items, base, offsets, extras, segment }
+    return taken
+  }
+
+  /** A take of `items`, queue indices `start` to `start + n`, with their runs of stamps. */
+  private stampsOf(items: Array<A>, extras: Array<unknown> | undefined, start: number, n: number): Taken<A> {
+    const { runIndex, runStamp } = this
+    let r = this.runHead
+    const base = runStamp[r]!
+    const runAt = [0]
+    const runOffset = [0]
+    const stop = start + n
+    for (r++; r < runIndex.length && runIndex[r]! < stop; r++) {
+      runAt.push(runIndex[r]! - start)
+      runOffset.push(runStamp[r]! - base)
+    }
+    return new Taken(items, base, runAt, runOffset, extras, { start, end: stop, done: false })
+  }
+
+  /** Lets go of the runs whose items all left the queue (the newest run always stays). */
+  private dropRuns(): void {
+    const { runIndex, left } = this
+    let r = this.runHead
+    while (r + 1 < runIndex.length && runIndex[r + 1]! <= left) r++
+    if (r === this.runHead) return
+    if (r + 1 === runIndex.length) {
+      // only the newest is left: keep it alone
+      runIndex[0] = runIndex[r]!
+      this.runStamp[0] = this.runStamp[r]!
+      runIndex.length = 1
+      this.runStamp.length = 1
+      this.runHead = 0
+    } else if (r >= 64 && r * 2 >= runIndex.length) {
+      this.runIndex = runIndex.slice(r)
+      this.runStamp = this.runStamp.slice(r)
+      this.runHead = 0
+    } else {
+      this.runHead = r
+    }
   }
 
   /** The extras of `n` slots from `head` (cleared), or `undefined` when none has one. */
@@ -351,12 +438,10 @@ export class Mailbox<A> {
 
   /**
    * The queue is empty: later items go from slot 0 again (the memory last written),
-   * stamps are kept from the latest one (so offsets stay small however long the
-   * mailbox lives), and a ring that stays oversized is halved.
+   * and a ring that stays oversized is halved.
    */
-  private emptied(latest: number): void {
+  private emptied(): void {
     this.head = 0
-    this.base = latest
     const slots = this.mask + 1
     if (slots > this.floorSlots && ++this.quiet >= QUIET_TAKES) this.resize(slots / 2)
   }
@@ -502,7 +587,7 @@ export class Mailbox<A> {
     const mask = this.mask
     let head = this.head
     for (let i = 0; i < n; i++) {
-      ring[head << 1] = undefined
+      ring[head] = undefined
       const extras = this.extras
       if (extras !== undefined && extras[head] !== undefined) {
         extras[head] = undefined
@@ -516,6 +601,7 @@ export class Mailbox<A> {
     if (last?.done && last.end === this.left) last.end += n
     else this.segments.push({ start: this.left, end: this.left + n, done: true })
     this.left += n
+    this.dropRuns()
     this.advance()
   }
 

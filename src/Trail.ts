@@ -634,7 +634,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
               origin,
               taken.items,
               taken.base + epoch,
-              taken.offsets,
+              taken,
               taken.extras,
               taken.segment.start
             )

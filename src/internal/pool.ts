@@ -266,11 +266,16 @@ export class Pool {
     })
   }
 
-  /** Puts a lane in the ready queue if it wants work; wakes an idle worker. Synchronous. */
-  notify(lane: AnyLane): void {
+  /**
+   * Puts a lane in the ready queue if it wants work; wakes an idle worker unless
+   * `wake` is false (a worker queueing its own lane again takes it next itself:
+   * workers park only when the ready queue is empty). Synchronous.
+   */
+  notify(lane: AnyLane, wake = true): void {
     if (lane.queued || !lane.wants()) return
     lane.queued = true
     this.ready.push(lane)
+    if (!wake) return
     const worker = this.idle.pop()
     if (worker !== undefined) worker(Effect.yieldNow)
   }
@@ -320,7 +325,7 @@ export class Pool {
         lane.queued = false
         const run = pool.nextRun(lane)
         if (run === undefined) {
-          pool.afterLane(lane)
+          pool.afterLane(lane, true)
           continue
         }
         // more of this lane for another worker (concurrency > 1, or leftovers later)
@@ -336,7 +341,7 @@ export class Pool {
         slot.run = undefined
         if (Exit.isSuccess(exit)) pool.settle(run, exit)
         else yield* pool.failed(run, exit.cause)
-        pool.afterLane(lane)
+        pool.afterLane(lane, true)
       }
     })
   }
@@ -371,9 +376,12 @@ export class Pool {
     return run
   }
 
-  /** After a batch (or nothing) on a lane: queue it again, or let its mailbox say when. */
-  private afterLane(lane: AnyLane): void {
-    if (lane.wants()) this.notify(lane)
+  /**
+   * After a batch (or nothing) on a lane: queue it again, or let its mailbox say when.
+   * `byWorker`: called by the worker that goes on to the ready queue at once.
+   */
+  private afterLane(lane: AnyLane, byWorker: boolean): void {
+    if (lane.wants()) this.notify(lane, !byWorker)
     else if (!lane.queued) lane.rearm()
   }
 
@@ -593,7 +601,7 @@ export class Pool {
     const { name, timeoutMs } = run.lane.options
     this.runFork(
       this.failed(run, Cause.fail(new ProcessingTimeout({ type: name, timeoutMs }))).pipe(
-        Effect.andThen(Effect.sync(() => this.afterLane(run.lane)))
+        Effect.andThen(Effect.sync(() => this.afterLane(run.lane, false)))
       )
     )
     if (!this.stopped) this.runFork(this.spawn())
