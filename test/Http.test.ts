@@ -687,6 +687,10 @@ describe("GET /healthz and /metrics", () => {
       assert.include(text, "# TYPE cairn_trail_mailbox_depth gauge")
       assert.include(text, "# TYPE cairn_trail_batch_size histogram")
       assert.include(text, 'cairn_trail_batch_size_bucket{type="app.Step@1",le="+Inf"} 1')
+      // one +Inf bucket per series: a duplicate series breaks a Prometheus scrape
+      const lines = text.split("\n").filter((l) => l.length > 0 && !l.startsWith("#"))
+      const series = lines.map((l) => l.slice(0, l.lastIndexOf(" ")))
+      assert.strictEqual(new Set(series).size, series.length, "no series twice")
       assert.include(text, 'cairn_handler_events_processed_total{type="app.Step@1",handler="collect"} 1')
       assert.strictEqual((yield* call(`${base}/metrics`, { method: "POST" })).status, 405)
     })

@@ -26,39 +26,51 @@ export const histogramOf = (
   histogram: Histogram
 ) => Metric.registerUnsafe(metric, context, { get: () => histogram.state(), update: noop, modify: noop })
 
-/** A histogram kept as plain numbers, read as a `HistogramState`. */
+/**
+ * A histogram kept as plain numbers, read as a `HistogramState`. Count, sum, min,
+ * max and the buckets share one `Float64Array`: an observation (once per batch, for
+ * each of a thousand types, say) touches one block of memory, not a field per number.
+ */
 export class Histogram {
   private readonly bounds: ReadonlyArray<number>
-  private readonly counts: Array<number>
-  private count = 0
-  private min = Number.POSITIVE_INFINITY
-  private max = Number.NEGATIVE_INFINITY
-  private sum = 0
+  /** `[count, sum, min, max, bucket 0, …, bucket n]`; the last bucket is past every bound. */
+  private readonly cells: Float64Array
 
+  /** @param bounds upper bounds of the buckets; an infinite one is implied (Effect's boundaries end with it) */
   constructor(bounds: ReadonlyArray<number>) {
-    this.bounds = bounds
-    this.counts = new Array(bounds.length + 1).fill(0)
+    this.bounds = bounds.filter(Number.isFinite)
+    this.cells = new Float64Array(4 + this.bounds.length + 1)
+    this.cells[MIN] = Number.POSITIVE_INFINITY
+    this.cells[MAX] = Number.NEGATIVE_INFINITY
   }
 
   observe(value: number): void {
     const bounds = this.bounds
+    const cells = this.cells
     let i = 0
     while (i < bounds.length && value > bounds[i]!) i++
-    this.counts[i]!++
-    this.count++
-    this.sum += value
-    if (value < this.min) this.min = value
-    if (value > this.max) this.max = value
+    cells[BUCKETS + i]!++
+    cells[COUNT]!++
+    cells[SUM]! += value
+    if (value < cells[MIN]!) cells[MIN] = value
+    if (value > cells[MAX]!) cells[MAX] = value
   }
 
   state(): Metric.HistogramState {
+    const cells = this.cells
     const buckets: Array<[number, number]> = []
     let cumulative = 0
     for (let i = 0; i < this.bounds.length; i++) {
-      cumulative += this.counts[i]!
+      cumulative += cells[BUCKETS + i]!
       buckets.push([this.bounds[i]!, cumulative])
     }
-    buckets.push([Number.POSITIVE_INFINITY, this.count])
-    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
+    buckets.push([Number.POSITIVE_INFINITY, cells[COUNT]!])
+    return { buckets, count: cells[COUNT]!, min: cells[MIN]!, max: cells[MAX]!, sum: cells[SUM]! }
   }
 }
+
+const COUNT = 0
+const SUM = 1
+const MIN = 2
+const MAX = 3
+const BUCKETS = 4
