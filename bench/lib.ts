@@ -60,18 +60,21 @@ export interface Round {
 const ROUNDS = process.env.CAIRN_BENCH_QUICK === "1" ? 3 : 9
 
 /**
- * Alternates rounds of ours and the baseline after one warm-up of each, with a
- * garbage collection before each round; reports the best round of each side and the
- * median of the per-round ratios.
+ * Alternates rounds of ours and the baseline after `warmup` rounds of each (default
+ * one), with a garbage collection before each round; reports the best round of each
+ * side and the median of the per-round ratios.
  */
 export const compare = async (
   name: string,
   ours: () => Promise<Round> | Round,
   baseline: () => Promise<Round> | Round,
-  extra: (best: { ours: Round; baseline: Round }) => Record<string, unknown> = () => ({})
+  extra: (best: { ours: Round; baseline: Round }) => Record<string, unknown> = () => ({}),
+  warmup = 1
 ): Promise<Case> => {
-  await ours()
-  await baseline()
+  for (let i = 0; i < warmup; i++) {
+    await ours()
+    await baseline()
+  }
   let bestOurs: Round | undefined
   let bestBase: Round | undefined
   const ratios: Array<number> = []
@@ -81,6 +84,9 @@ export const compare = async (
     collect()
     const b = await baseline()
     ratios.push(a.rate / b.rate)
+    if (process.env.CAIRN_BENCH_ROUNDS === "1") {
+      console.error(`${name}: ours ${(a.rate / 1e6).toFixed(2)}M/s, baseline ${(b.rate / 1e6).toFixed(2)}M/s`)
+    }
     if (bestOurs === undefined || a.rate > bestOurs.rate) bestOurs = a
     if (bestBase === undefined || b.rate > bestBase.rate) bestBase = b
   }

@@ -24,6 +24,12 @@ import { type Case, compare, printResult, type Round, withLatency, yieldMacrotas
 const quick = process.env.CAIRN_BENCH_QUICK === "1"
 const TOTAL = quick ? 200_000 : 2_000_000
 const CHUNK = 8 * 512
+/**
+ * Warm-up rounds of each side before measuring: a trail of a thousand types reaches
+ * its steady speed only after two or three rounds (its code optimized, its heap
+ * grown), and its first rounds ran at 60 % of the later ones.
+ */
+const WARMUP = quick ? 1 : 3
 
 const Data = Schema.Struct({ step: Schema.Number, loss: Schema.Number, tag: Schema.String })
 const data = { step: 1, loss: 0.25, tag: "train" }
@@ -184,7 +190,8 @@ const throughput = async (): Promise<Case> => {
     "throughput 1 type, batch 512, no-op vs array mailbox",
     ours.run,
     () => arrayRun(noWork),
-    withLatency
+    withLatency,
+    WARMUP
   )
   await ours.dispose()
   return result
@@ -224,7 +231,8 @@ const encode = async (): Promise<Case> => {
       bytes_per_event: Number((ourBytes / ourEvents).toFixed(2)),
       baseline_bytes_per_event: Number((baseBytes / baseEvents).toFixed(2)),
       note: "ours packs type, id prefix, first seq, time base and offsets, and data; the baseline packs data only"
-    })
+    }),
+    WARMUP
   )
   await ours.dispose()
   return result
@@ -234,7 +242,7 @@ const manyTypes = async (): Promise<Case> => {
   const types = Array.from({ length: 1000 }, (_, i) => makeType(i + 1))
   const many = await trailRunner(types, noWork)
   const one = await trailRunner([One], noWork)
-  const result = await compare("1000 types round-robin vs 1 type (both trail)", many.run, one.run, withLatency)
+  const result = await compare("1000 types round-robin vs 1 type (both trail)", many.run, one.run, withLatency, WARMUP)
   await many.dispose()
   await one.dispose()
   return result

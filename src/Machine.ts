@@ -300,7 +300,7 @@ export const make = <M extends AnyStateMachine>(
       Effect.suspend(() => {
         while (backlog.length > 0) {
           const head = backlog[0]!
-          if (mailbox.offer(head.event, now(), head.timer) === "full") {
+          if (mailbox.offer(head.event, 0, head.timer) === "full") {
             return Effect.flatMap(mailbox.awaitSpace(), drain)
           }
           backlog.shift()
@@ -312,7 +312,7 @@ export const make = <M extends AnyStateMachine>(
 
     /** Puts an event into the actor's own mailbox, behind those already waiting for room. */
     const deliver = (event: EventObject, timer: Timer | undefined): void => {
-      if (backlog.length === 0 && mailbox.offer(event, now(), timer) !== "full") return
+      if (backlog.length === 0 && mailbox.offer(event, 0, timer) !== "full") return
       backlog.push({ event, timer })
       if (!draining) {
         draining = true
@@ -611,7 +611,7 @@ export const make = <M extends AnyStateMachine>(
 
     const offer = (event: EventObject): Effect.Effect<"accepted" | "dropped", MachineClosed> =>
       Effect.suspend(() => {
-        const result = mailbox.offer(event, now())
+        const result = mailbox.offer(event, 0)
         if (result === "full") return Effect.flatMap(mailbox.awaitSpace(), () => offer(event))
         if (result === "closed") return Effect.fail(new MachineClosed({ machine: name }))
         return Effect.succeed(result)
@@ -624,7 +624,7 @@ export const make = <M extends AnyStateMachine>(
         return current as SnapshotFrom<M>
       },
       send: (event) => {
-        const result = mailbox.offer(event as EventObject, now())
+        const result = mailbox.offer(event as EventObject, 0)
         if (result === "full") mailbox.refuseFull()
         return result
       },

@@ -16,13 +16,15 @@
  * it.
  *
  * It is the hot path: `offer` is synchronous, O(1), allocates nothing (but when the
- * ring doubles), and runs no Effect. Each item and its stamp sit side by side in one
- * array that is reused batch after batch, so an offer writes to memory the cache
- * already holds, and a thousand types logged in turn touch one array each, not a
- * fresh chunk each. A take copies the items out into arrays of exactly the batch's
- * size, owned by whoever took them. The owner learns that a batch is ready through a
- * synchronous `watch`; waiting (for a batch, for room, for a flush) is done by the
- * Effect-returning methods.
+ * ring doubles), and runs no Effect. The items sit in one array reused batch after
+ * batch, so an offer writes to memory the cache already holds, and a thousand types
+ * logged in turn touch one array each, not a fresh chunk each. Stamps are kept as
+ * runs of equal values (the trail's clock is read once for many events): an offer
+ * with the last stamp writes only its item. A take copies the items out into an
+ * array of exactly the batch's size, owned by whoever took it, and builds the
+ * stamps' offsets only when they are read. The owner learns that a batch is ready
+ * through a synchronous `watch`; waiting (for a batch, for room, for a flush) is
+ * done by the Effect-returning methods.
  *
  * @since 0.1.0
  */

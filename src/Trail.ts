@@ -254,7 +254,10 @@ export interface Service {
   ) => Effect.Effect<void, EventNotFound | DuplicateHandler | DuplicateEventType | InvalidOptions>
   /** The registry the trail follows. */
   readonly registry: Registry.Registry
-  /** Waits until every event accepted before the call has reached a terminal state. */
+  /**
+   * Waits until every event accepted before the call has reached a terminal state.
+   * What is queued goes to processing at once, without waiting out its linger.
+   */
   readonly flush: Effect.Effect<void>
   readonly stats: Effect.Effect<Stats>
   readonly statsUnsafe: () => Stats
@@ -458,7 +461,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
         const child = children[c]!
         for (let i = 0; i < events.length; i++) {
           const event = events[i]!
-          const result = child.mailbox.offer(event, event.happenedAt)
+          // a handler gets envelopes (with their times): its mailbox needs no stamps
+          const result = child.mailbox.offer(event, 0)
           // cannot happen: the actor took no more than the room (counted if it ever does)
           if (result === "full") child.mailbox.refuseFull()
         }
@@ -800,8 +804,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
 
     const flush: Effect.Effect<void> = Effect.suspend(() => {
       const waits: Array<Effect.Effect<void>> = []
+      // a flush waits for what is queued: it goes now, without lingering for more
       for (const lane of byKey.values()) {
         const mark = lane.mailbox.watermark()
+        if (lane.actor !== undefined) pool.hurry(lane.actor as Pool.Lane<unknown, unknown>)
         const typeDone = lane.mailbox.isTerminal(mark) ? Effect.void : lane.mailbox.awaitTerminal(mark)
         if (lane.children.length === 0) {
           waits.push(typeDone)

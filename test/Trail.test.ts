@@ -403,6 +403,28 @@ describe("Trail", () => {
     })
   )
 
+  it.effect("flush does not wait out a linger: what is queued goes at once (the clock never moves)", () =>
+    Effect.gen(function* () {
+      const Slow = EventType.make("test.Lingering", 1, Step, { batch: { maxSize: 1_000, lingerMs: 60_000 } })
+      const seen: Array<number> = []
+      const trail = yield* Trail.make({
+        types: [Trail.route(Slow, (batch) => Effect.sync(() => seen.push(batch.size)))]
+      })
+      for (let i = 0; i < 3; i++) trail.logUnsafe(Slow, { step: i })
+      const flusher = yield* Effect.forkChild(trail.flush)
+      yield* settle
+      assert.isDefined(flusher.pollUnsafe(), "flushed with the TestClock still at 0")
+      assert.deepStrictEqual(seen, [3])
+      // without a flush, the linger holds the next events back
+      trail.logUnsafe(Slow, { step: 3 })
+      yield* settle
+      assert.deepStrictEqual(seen, [3])
+      yield* TestClock.adjust(60_000)
+      yield* settle
+      assert.deepStrictEqual(seen, [3, 1])
+    })
+  )
+
   it.effect("flush waits for exactly the events accepted before it", () =>
     Effect.gen(function* () {
       const A = EventType.make("test.Flush", 1, Step, {
@@ -784,6 +806,16 @@ describe("Trail", () => {
       assert.strictEqual(sizes.count, 2)
       assert.strictEqual(sizes.max, 2)
       assert.strictEqual(sizes.min, 1)
+      assert.strictEqual(sizes.sum, 3)
+      // cumulative buckets: the batch of 1 in the first, both by the bucket of 2, all in +Inf
+      assert.deepStrictEqual(
+        sizes.buckets.filter(([bound]) => bound <= 2 || bound === Number.POSITIVE_INFINITY),
+        [
+          [1, 1],
+          [2, 2],
+          [Number.POSITIVE_INFINITY, 2]
+        ]
+      )
       assert.strictEqual(accepted.count, 5)
       assert.strictEqual(processed.count, 2)
       assert.strictEqual(dropped.count, 3)

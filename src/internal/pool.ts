@@ -280,6 +280,16 @@ export class Pool {
     if (worker !== undefined) worker(Effect.yieldNow)
   }
 
+  /**
+   * Someone waits for this lane's events (a flush): what is queued goes now, without
+   * waiting for the rest of its linger. Synchronous.
+   */
+  hurry(lane: AnyLane): void {
+    if (lane.mailbox.size === 0 || lane.lingerDue) return
+    lane.lingerDue = true
+    this.notify(lane)
+  }
+
   private spawn(): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.stopped) return Effect.void
