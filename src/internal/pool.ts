@@ -402,12 +402,30 @@ export class Pool {
   /** Longest a timeout may be detected late: a tenth of the shortest limit, 10 ms to 1 s. */
   private granularity = 1_000
 
-  /** Called when an attempt starts: wakes the watchdog if it is parked. */
+  private watchQueued = false
+
+  /**
+   * Called when an attempt starts. Most attempts (a synchronous processing function)
+   * end before the worker yields; waking the parked watchdog for each would cost a
+   * scheduler turn per batch. So the check waits for a microtask: it runs once the
+   * worker has yielded, and wakes the watchdog only if an attempt is still running.
+   */
   private watch(): void {
+    if (this.watchQueued || this.watchdogWaiter === undefined) return
+    this.watchQueued = true
+    queueMicrotask(this.wakeWatchdog)
+  }
+
+  private readonly wakeWatchdog = (): void => {
+    this.watchQueued = false
     const waiter = this.watchdogWaiter
-    if (waiter !== undefined) {
-      this.watchdogWaiter = undefined
-      waiter(Effect.yieldNow)
+    if (waiter === undefined) return
+    for (const slot of this.workers.values()) {
+      if (slot.run !== undefined && !slot.timedOut) {
+        this.watchdogWaiter = undefined
+        waiter(Effect.yieldNow)
+        return
+      }
     }
   }
 
