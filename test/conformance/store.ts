@@ -170,6 +170,40 @@ export const conformance = (dialect: Dialect) =>
         })
       ))
 
+    it("a resend mixed into new events, across statements: each new one recorded and delivered once, the rest duplicates", () =>
+      run(
+        Effect.gen(function* () {
+          const sub = yield* outbox.subscribe({ kind: "subscriber", name: "mixed", types: ["store.Step@1"] })
+          const small = yield* Store.make({ rowsPerStatement: 7, migrate: false })
+          // recorded before: 10..14, which fall in the second and third statements of 30
+          yield* small.record(
+            "store.Step@1",
+            [10, 11, 12, 13, 14].map((i) => ev(i, { n: i })),
+            Step
+          )
+          const events = Array.from({ length: 30 }, (_, i) => ev(i, { n: i }))
+          const fresh = yield* small.record("store.Step@1", events, Step)
+          assert.deepStrictEqual(
+            fresh,
+            events.map((_, i) => i < 10 || i > 14)
+          )
+          assert.strictEqual(yield* small.count(), 30)
+          // one delivery per event, whichever batch recorded it
+          for (const i of [0, 6, 7, 10, 14, 15, 29]) {
+            const ds = yield* outbox.deliveriesOf(ids[i]!)
+            assert.deepStrictEqual(
+              ds.map((d) => d.subscriptionId),
+              [sub.id],
+              `event ${i}`
+            )
+          }
+          assert.strictEqual((yield* outbox.counts).pending, 30)
+          // the whole batch again: nothing new, nothing more delivered
+          assert.deepStrictEqual(yield* small.record("store.Step@1", events, Step), new Array(30).fill(false))
+          assert.strictEqual((yield* outbox.counts).pending, 30)
+        })
+      ))
+
     it("invalid options are InvalidOptions", () =>
       run(
         Effect.gen(function* () {
