@@ -31,10 +31,18 @@ export const summarize = (samples: Array<number>): { p50: number; p99: number; m
   return { p50: round(percentile(s, 50)), p99: round(percentile(s, 99)), max: round(s[s.length - 1] ?? Number.NaN) }
 }
 
-/** Collects garbage between measurements when node runs with `--expose-gc` (npm run bench does). */
-export const collect = (): void => {
+/**
+ * Collects garbage between measurements when node runs with `--expose-gc` (npm run bench
+ * does), then waits for the collector's background work (sweeping the freed pages runs
+ * on helper threads after a full collection) so that it does not share the machine's
+ * cores with the next round: on two cores it slowed the first milliseconds of a round
+ * by a third, more for the side with the larger heap.
+ */
+export const collect = async (): Promise<void> => {
   const gc = (globalThis as { gc?: () => void }).gc
-  if (gc !== undefined) gc()
+  if (gc === undefined) return
+  gc()
+  await new Promise((resolve) => setTimeout(resolve, 30))
 }
 
 export const yieldMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -79,9 +87,9 @@ export const compare = async (
   let bestBase: Round | undefined
   const ratios: Array<number> = []
   for (let i = 0; i < ROUNDS; i++) {
-    collect()
+    await collect()
     const a = await ours()
-    collect()
+    await collect()
     const b = await baseline()
     ratios.push(a.rate / b.rate)
     if (process.env.CAIRN_BENCH_ROUNDS === "1") {
