@@ -1,3 +1,5 @@
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { Mailbox, maxCapacity, type Taken } from "../src/Mailbox.ts"
@@ -228,6 +230,33 @@ describe("Mailbox: the ring", () => {
       [now + 5, now + 3]
     )
     for (const o of second.offsets) assert.isBelow(Math.abs(o), 2 ** 30, "a small integer, not a boxed number")
+  })
+
+  it("keeps no reference to what left it: taken, evicted and drained items can be collected", async () => {
+    // a collection on demand, without running the test process with --expose-gc
+    v8.setFlagsFromString("--expose-gc")
+    const gc = vm.runInNewContext("gc") as () => void
+    const mb = new Mailbox<{ payload: Array<number> }>(4, "dropOldest", 2)
+    const refs: Array<WeakRef<object>> = []
+    const offer = (stamp: number, extra?: unknown) => {
+      const item = { payload: new Array(1_000).fill(stamp) }
+      refs.push(new WeakRef(item))
+      mb.offer(item, stamp, extra)
+    }
+    for (let i = 0; i < 6; i++) offer(i, { parent: i }) // two evicted (dropOldest)
+    let taken = mb.take(3)
+    mb.settle(taken!.segment, "processed")
+    taken = mb.drain()
+    mb.settle(taken!.segment, "processed")
+    taken = undefined
+    // the ring stays (an empty mailbox keeps its slots), the items must not
+    await new Promise((resolve) => setTimeout(resolve, 0))
+    gc()
+    assert.deepStrictEqual(
+      refs.map((r) => r.deref() === undefined),
+      refs.map(() => true)
+    )
+    assert.strictEqual(mb.size, 0)
   })
 
   it("a capacity outside 1..maxCapacity is a RangeError", () => {
