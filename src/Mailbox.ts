@@ -371,7 +371,7 @@ export class Mailbox<A> {
     }
     const extras = this.extrasQueued > 0 ? this.takeExtras(head, n) : undefined
     const start = this.left
-    const taken = this.stampsOf(items, extras, start, n)
+    const taken = this.takenOf(items, extras, start, n)
     this.head = end & this.mask
     this.count -= n
     this.left += n
@@ -383,8 +383,8 @@ export class Mailbox<A> {
     return taken
   }
 
-  /** A take of `items`, queue indices `start` to `start + n`, with their runs of stamps. */
-  private stampsOf(items: Array<A>, extras: Array<unknown> | undefined, start: number, n: number): Taken<A> {
+  /** The take of `items` (queue indices `start` to `start + n`), with the runs of their stamps. */
+  private takenOf(items: Array<A>, extras: Array<unknown> | undefined, start: number, n: number): Taken<A> {
     const { runIndex, runStamp } = this
     let r = this.runHead
     const base = runStamp[r]!
