@@ -54,8 +54,9 @@ export interface MemoryOptions {
   /**
    * Ids remembered for de-duplication: at least the last `capacity` recorded (and at
    * most twice that); older ones are forgotten, and a resend of an event that old
-   * would be recorded again. Memory: 64 bytes per unit of capacity once twice
-   * `capacity` ids were recorded (64 MB for the default). Default `1_000_000`.
+   * would be recorded again. Memory: about 100 bytes per unit of capacity once twice
+   * `capacity` ids were recorded (three tables of 32 MiB for the default, one of them
+   * cleared bit by bit for reuse). Default `1_000_000`.
    */
   readonly capacity?: number
 }

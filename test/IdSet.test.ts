@@ -82,6 +82,26 @@ describe("IdSet", () => {
     assert.isAtMost(set.size, 200)
   })
 
+  it("a recycled table forgets what it held: over many rotations exactly the last one or two generations are remembered", () => {
+    const capacity = 64
+    const set = new IdSet(capacity)
+    const id = (i: number) => formatId(1_767_225_600_000, "K5X2J9QM", i)
+    for (let i = 0; i < capacity * 20; i++) {
+      assert.isTrue(set.add(id(i)), `${i} reported as a duplicate`)
+      // the generation being filled and the one before are remembered, nothing older
+      const generationStart = i - (i % capacity)
+      const oldestKept = Math.max(0, generationStart - capacity)
+      for (let j = Math.max(0, oldestKept - capacity); j < oldestKept; j++) {
+        assert.isFalse(set.has(id(j)), `${j} still remembered after adding ${i}`)
+      }
+      assert.isTrue(set.has(id(oldestKept)), `${oldestKept} forgotten after adding ${i}`)
+    }
+    // an id forgotten long ago is new again, in a table that held it before
+    assert.isTrue(set.add(id(0)))
+    assert.isFalse(set.add(id(0)))
+    assert.isAtMost(set.size, 2 * capacity)
+  })
+
   it("ids crafted to probe one run of slots: past the probe limit they go to the side set, still exact", () => {
     const set = new IdSet(100)
     const internals = set as unknown as { parse(id: string): boolean; home(): number; slots: number }
