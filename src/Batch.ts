@@ -188,3 +188,12 @@ export class Batch<A = unknown> {
     return this.envelopes
   }
 }
+
+/**
+ * Keeps the shape of a batch alive between batches (see `keepShapes` in Mailbox.ts):
+ * without it, a full collection while no batch was alive threw away the optimized
+ * code of the trail's batch path.
+ *
+ * @internal
+ */
+export const keepBatch: Batch = new Batch(undefined as never, foreignOrigin("", ""), [], Date.now(), [0], undefined, 0)

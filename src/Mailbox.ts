@@ -60,6 +60,19 @@ export interface Segment {
   done: boolean
 }
 
+/** A segment as the mailbox makes them (a class: see {@link keepShapes}). */
+class Span implements Segment {
+  readonly start: number
+  end: number
+  done: boolean
+
+  constructor(start: number, end: number, done: boolean) {
+    this.start = start
+    this.end = end
+    this.done = done
+  }
+}
+
 /**
  * Items taken from the mailbox for processing, column by column, with the segment
  * to settle. `items[i]` was offered with stamp `base + offsets[i]` and extra
@@ -145,6 +158,20 @@ interface FlushWaiter {
  * @category constructors
  */
 export const maxCapacity = 2 ** 26
+
+/**
+ * Keeps the shapes of what a take makes alive: an instance of each, for good.
+ *
+ * V8 holds the map (hidden class) of a class's instances only weakly, and so the
+ * optimized code that embeds it: when a full collection finds no instance alive, the
+ * map goes and every function compiled against it is thrown away ("embedded weak
+ * objects cleared"), to be run slowly and compiled again. A trail idle at a full
+ * collection lost the optimized code of its whole batch path that way, each time
+ * (the 1000-type benchmark, with a collection before each round, ran at half speed).
+ * The values are of the kinds real ones hold (another kind would make another map).
+ * The trail's batch and the pool's run keep theirs the same way.
+ */
+export const keepShapes: Taken<unknown> = new Taken([], 0, [0], [0], undefined, new Span(0, 0, false))
 
 /**
  * "No threshold": a small integer larger than any count, so that the comparison on
@@ -395,7 +422,7 @@ export class Mailbox<A> {
       runAt.push(runIndex[r]! - start)
       runOffset.push(runStamp[r]! - base)
     }
-    return new Taken(items, base, runAt, runOffset, extras, { start, end: stop, done: false })
+    return new Taken(items, base, runAt, runOffset, extras, new Span(start, stop, false))
   }
 
   /** Lets go of the runs whose items all left the queue (the newest run always stays). */
@@ -601,7 +628,7 @@ export class Mailbox<A> {
     this.count -= n
     const last = this.segments[this.segments.length - 1]
     if (last?.done && last.end === this.left) last.end += n
-    else this.segments.push({ start: this.left, end: this.left + n, done: true })
+    else this.segments.push(new Span(this.left, this.left + n, true))
     this.left += n
     this.dropRuns()
     this.advance()

@@ -808,9 +808,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       for (const lane of byKey.values()) {
         const mark = lane.mailbox.watermark()
         if (lane.actor !== undefined) pool.hurry(lane.actor as Pool.Lane<unknown, unknown>)
-        const typeDone = lane.mailbox.isTerminal(mark) ? Effect.void : lane.mailbox.awaitTerminal(mark)
+        const done = lane.mailbox.isTerminal(mark)
+        const typeDone = done ? Effect.void : lane.mailbox.awaitTerminal(mark)
         if (lane.children.length === 0) {
-          waits.push(typeDone)
+          if (!done) waits.push(typeDone)
           continue
         }
         // once the type's events are dispatched, wait for the handlers to settle them
@@ -825,7 +826,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           )
         )
       }
-      return Effect.all(waits, { concurrency: "unbounded", discard: true })
+      // one after the other: each watermark is already taken, so waiting in turn ends
+      // when the last is terminal, as waiting for all at once would, without a fiber
+      // per type (a thousand types made the fibers most of a flush's cost)
+      return Effect.forEach(waits, (wait) => wait, { discard: true })
     })
 
     const statsUnsafe = (): Stats => {

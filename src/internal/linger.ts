@@ -65,9 +65,12 @@ class Lane {
       h++
     }
     if (h === deadlines.length) {
-      this.deadlines = []
-      this.targets = []
-      this.generations = []
+      // emptied in place: new arrays here made the optimized code of every path that
+      // schedules a linger (the first `log` after each batch) be thrown away at the
+      // next full collection ("embedded weak objects cleared")
+      deadlines.length = 0
+      targets.length = 0
+      generations.length = 0
       this.head = 0
     } else if (h > 1024 && h * 2 > deadlines.length) {
       this.deadlines = deadlines.slice(h)

@@ -17,7 +17,7 @@
 import { Cause, type Clock, Duration, Effect, Exit, type Fiber, Schedule, Scope } from "effect"
 import { ProcessingDefect, ProcessingTimeout, ShutdownDeadline } from "../Errors.ts"
 import type { BatchOptions, Delivery } from "../EventType.ts"
-import type { Mailbox, Segment, Taken } from "../Mailbox.ts"
+import { keepShapes, type Mailbox, type Segment, type Taken } from "../Mailbox.ts"
 import type { Decision, EscalatedData } from "../Supervisor.ts"
 import { Linger, type Target } from "./linger.ts"
 
@@ -81,15 +81,24 @@ export interface LaneOptions<A, B> {
   readonly room?: (() => number) | undefined
 }
 
-interface Run<B> {
+/** One batch taken from a lane, until it is settled. */
+class Run<B> {
   readonly lane: Lane<unknown, B>
   readonly batch: B
   readonly size: number
   readonly segment: Segment
   readonly startedAt: number
-  step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined
-  backoff: Fiber.Fiber<void> | undefined
-  settled: boolean
+  step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined = undefined
+  backoff: Fiber.Fiber<void> | undefined = undefined
+  settled = false
+
+  constructor(lane: Lane<unknown, B>, batch: B, size: number, segment: Segment, startedAt: number) {
+    this.lane = lane
+    this.batch = batch
+    this.size = size
+    this.segment = segment
+    this.startedAt = startedAt
+  }
 }
 
 export class Lane<A, B> implements Target {
@@ -153,6 +162,9 @@ export class Lane<A, B> implements Target {
     else this.mailbox.watch(maxSize, this.onFull, this.onFirst)
   }
 }
+
+/** Keeps the shape of a run alive between batches (see `keepShapes` in Mailbox.ts). */
+export const keepRun: Run<unknown> = new Run<unknown>(undefined as never, undefined, 0, keepShapes.segment, Date.now())
 
 type AnyLane = Lane<unknown, unknown>
 type AnyRun = Run<unknown>
@@ -368,16 +380,13 @@ export class Pool {
     lane.lingerDue = false
     lane.generation++
     lane.running++
-    const run: AnyRun = {
+    const run: AnyRun = new Run(
       lane,
-      batch: options.prepare(taken),
-      size: taken.items.length,
-      segment: taken.segment,
-      startedAt: this.clock.currentTimeMillisUnsafe(),
-      step: undefined,
-      backoff: undefined,
-      settled: false
-    }
+      options.prepare(taken),
+      taken.items.length,
+      taken.segment,
+      this.clock.currentTimeMillisUnsafe()
+    )
     if (lane.halted !== undefined) {
       // a stopped lane settles what it takes at once, with the cause that stopped it
       this.settle(run, Exit.failCause(lane.halted), 0, "stopped")
@@ -592,16 +601,13 @@ export class Pool {
       if (rest !== undefined) {
         lane.running++
         this.settle(
-          {
+          new Run(
             lane,
-            batch: lane.options.prepare(rest),
-            size: rest.items.length,
-            segment: rest.segment,
-            startedAt: this.clock.currentTimeMillisUnsafe(),
-            step: undefined,
-            backoff: undefined,
-            settled: false
-          },
+            lane.options.prepare(rest),
+            rest.items.length,
+            rest.segment,
+            this.clock.currentTimeMillisUnsafe()
+          ),
           interrupted,
           deadlineMs
         )
