@@ -30,6 +30,7 @@
  */
 import { Effect } from "effect"
 import type { Overflow } from "./EventType.ts"
+import { noStamps, type Stamps } from "./internal/clock.ts"
 
 /**
  * What happened to an offered item.
@@ -209,6 +210,16 @@ export class Mailbox<A> {
   private wakeAt = NEVER
   /** Stamp of the newest run: an offer with the same stamp just extends it. */
   private lastStamp: number
+  /**
+   * Items {@link offerNow} may queue on its fast path: `fastLimit`, or fewer when the
+   * reading in `lastStamp` may serve fewer offers (see `stampEnd`).
+   */
+  private nowLimit = 0
+  /** The clock's `gen` when `lastStamp` was read: `offerNow` reads again once it moved. */
+  private stampGen: number
+  /** Where `offerNow` stamps from, and the queue index from which it must read it again. */
+  private readonly clock: Stamps
+  private stampEnd = 0
 
   readonly capacity: number
   readonly overflow: Overflow
@@ -261,8 +272,9 @@ export class Mailbox<A> {
    * @param chunkSize the batch size the owner takes (the ring keeps room for two)
    * @param stampBase the stamp most offers will carry first (the trail passes the
    *   time); any value is correct, this one is the cheapest
+   * @param clock what {@link offerNow} stamps with (default: always 0)
    */
-  constructor(capacity: number, overflow: Overflow, chunkSize = 512, stampBase = 0) {
+  constructor(capacity: number, overflow: Overflow, chunkSize = 512, stampBase = 0, clock: Stamps = noStamps) {
     if (!(Number.isSafeInteger(capacity) && capacity > 0 && capacity <= maxCapacity)) {
       throw new RangeError(`mailbox capacity must be an integer from 1 to ${maxCapacity}, got ${capacity}`)
     }
@@ -277,6 +289,9 @@ export class Mailbox<A> {
     this.lastStamp = stampBase
     this.runIndex = [0]
     this.runStamp = [stampBase]
+    this.clock = clock
+    // not read yet: the first offerNow reads the clock
+    this.stampGen = clock.gen - 1
   }
 
   /** Events ever accepted. */
@@ -313,6 +328,43 @@ export class Mailbox<A> {
       return "accepted"
     }
     return this.offerSlow(item, stamp, extra)
+  }
+
+  /**
+   * Offers an item stamped with the mailbox's clock (the trail's `log`). The fast path
+   * does not call the clock: a reading serves up to `step` offers of this mailbox
+   * while the clock's `gen` stays (see `internal/clock.ts`).
+   */
+  offerNow(item: A, extra?: unknown): OfferResult {
+    const c = this.count
+    if (c < this.nowLimit && this.stampGen === this.clock.gen && extra === undefined) {
+      this.ring[(this.head + c) & this.mask] = item
+      this.count = c + 1
+      if (c + 1 >= this.wakeAt) this.wake()
+      return "accepted"
+    }
+    return this.offerNowSlow(item, extra)
+  }
+
+  private offerNowSlow(item: A, extra: unknown): OfferResult {
+    const clock = this.clock
+    const index = this.left + this.count
+    if (this.stampGen !== clock.gen || index >= this.stampEnd) {
+      // a reading this mailbox used up is not taken again: read afresh
+      const stamp = this.stampGen === clock.gen ? clock.fresh() : clock.millis()
+      this.stampGen = clock.gen
+      this.stampEnd = index + clock.step
+      // the new stamp starts a run in `offer` (or extends the last one)
+      const result = this.offer(item, stamp, extra)
+      this.limitNow()
+      return result
+    }
+    return this.offer(item, this.lastStamp, extra)
+  }
+
+  /** Recomputes `nowLimit` from `fastLimit`, `stampEnd` and `left`. */
+  private limitNow(): void {
+    this.nowLimit = Math.min(this.fastLimit, this.stampEnd - this.left)
   }
 
   private offerSlow(item: A, stamp: number, extra: unknown): OfferResult {
@@ -361,6 +413,7 @@ export class Mailbox<A> {
     this.mask = slots - 1
     this.head = 0
     this.fastLimit = this.closed ? 0 : Math.min(this.capacity, slots)
+    this.limitNow()
     this.quiet = 0
   }
 
@@ -402,6 +455,7 @@ export class Mailbox<A> {
     this.head = end & this.mask
     this.count -= n
     this.left += n
+    this.limitNow()
     this.dropRuns()
     if (this.count === 0) this.emptied()
     this.inFlight += n
@@ -521,6 +575,7 @@ export class Mailbox<A> {
     if (this.closed) return
     this.closed = true
     this.fastLimit = 0
+    this.nowLimit = 0
     this.wake()
     this.wakeSpace()
   }
@@ -630,6 +685,7 @@ export class Mailbox<A> {
     if (last?.done && last.end === this.left) last.end += n
     else this.segments.push(new Span(this.left, this.left + n, true))
     this.left += n
+    this.limitNow()
     this.dropRuns()
     this.advance()
   }
@@ -686,5 +742,10 @@ export class Mailbox<A> {
  *
  * @category constructors
  */
-export const make = <A>(capacity: number, overflow: Overflow, chunkSize?: number, stampBase?: number): Mailbox<A> =>
-  new Mailbox(capacity, overflow, chunkSize, stampBase)
+export const make = <A>(
+  capacity: number,
+  overflow: Overflow,
+  chunkSize?: number,
+  stampBase?: number,
+  clock?: Stamps
+): Mailbox<A> => new Mailbox(capacity, overflow, chunkSize, stampBase, clock)

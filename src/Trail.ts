@@ -622,7 +622,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           type.mailbox.capacity,
           type.mailbox.overflow,
           type.batch.maxSize,
-          clockService.currentTimeMillisUnsafe() - epoch
+          clockService.currentTimeMillisUnsafe() - epoch,
+          clock
         )
         if (closed) mailbox.close()
         const lane: Lane = { type, mailbox, key: type.key, actor: undefined, children: [], rejectedInvalid: 0 }
@@ -754,7 +755,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       } else {
         mailbox = type[CacheOwner] === token ? (type[CacheValue] as Mailbox<unknown>) : laneOf(type).mailbox
       }
-      const result = mailbox.offer(data, clock.millis(), logOptions?.parent)
+      const result = mailbox.offerNow(data, logOptions?.parent)
       if (result === "full") mailbox.refuseFull()
       return result
     }

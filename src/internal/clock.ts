@@ -10,11 +10,36 @@
  * callback reads the clock again. The cost: in one synchronous run that logs a fast
  * burst and then keeps computing, up to `maxStep - 1` later calls can get the
  * burst's time.
+ *
+ * A mailbox that stamps its own offers ({@link Stamps}) goes further: it keeps a
+ * reading for up to `step` of its own offers without calling the clock at all, for
+ * as long as `gen` is unchanged, and reads afresh when it used a reading up. `gen`
+ * moves whenever a reading shows a new value and at the end of every turn in which a
+ * reading was shared, so no mailbox keeps a reading past either: a type's events
+ * carry a reused reading for at most `maxStep - 1` of its later events in one
+ * synchronous run, and never one older than a reading any other type made since.
  */
-export class SampledClock {
+
+/** What a mailbox stamping its own offers reads (see the module doc). */
+export interface Stamps {
+  /** Changes when a reading shows a new value, and at the end of a turn that shared one. */
+  readonly gen: number
+  /** Calls the last reading may serve, this one included (1 when it was just read fresh). */
+  readonly step: number
+  /** The current time (a reading may be reused). */
+  millis(): number
+  /** The current time, read now. */
+  fresh(): number
+}
+
+/** Stamps for a mailbox whose stamps nobody reads (a handler's): always 0, never stale. */
+export const noStamps: Stamps = { gen: 0, step: 2 ** 30 - 1, millis: () => 0, fresh: () => 0 }
+
+export class SampledClock implements Stamps {
+  gen = 0
+  step = 1
   private now = 0
   private left = 0
-  private step = 1
   private resetQueued = false
   private readonly read: () => number
   private readonly maxStep: number
@@ -33,13 +58,19 @@ export class SampledClock {
     return this.sample()
   }
 
+  /** Current time in milliseconds, read now (the step grows when it did not change). */
+  fresh(): number {
+    return this.sample()
+  }
+
   private sample(): number {
     const t = this.read()
     if (t === this.now) {
-      if (this.step < this.maxStep) this.step *= 2
+      if (this.step < this.maxStep) this.step = Math.min(this.maxStep, this.step * 2)
     } else {
       this.step = 1
       this.now = t
+      this.gen++
     }
     this.left = this.step - 1
     if (!this.resetQueued && this.left > 0) {
@@ -52,5 +83,6 @@ export class SampledClock {
   private readonly reset = (): void => {
     this.resetQueued = false
     this.left = 0
+    this.gen++
   }
 }
