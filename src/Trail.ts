@@ -163,7 +163,9 @@ export interface Options {
   readonly droppableBudgetMs?: number
   /**
    * At high call rates the clock is read at most every `clockSampling` calls within
-   * one millisecond and one synchronous run (`1`: read it on every call). Default `64`.
+   * one millisecond and one synchronous run, and a type's events reuse a reading for
+   * at most `clockSampling` of them (`1`: read it on every call); see
+   * docs/guarantees.md, "Timestamps". Default `64`.
    */
   readonly clockSampling?: number
   /** Called for every dead letter as it is written (e.g. to persist it). */
