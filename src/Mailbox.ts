@@ -30,7 +30,7 @@
  */
 import { Effect } from "effect"
 import type { Overflow } from "./EventType.ts"
-import { noStamps, type StampHolder, type Stamps } from "./internal/clock.ts"
+import { noStamps, type Stamps } from "./internal/clock.ts"
 
 /**
  * What happened to an offered item.
@@ -194,7 +194,7 @@ const slotsFor = (n: number): number => {
 /**
  * @category models
  */
-export class Mailbox<A> implements StampHolder {
+export class Mailbox<A> {
   // The fields `offer` reads on its fast path come first, so they share a cache line:
   // with many types logged in turn, each `log` touches a different mailbox.
   /** The queued items, from slot `head` on, wrapping around. */
@@ -220,8 +220,6 @@ export class Mailbox<A> implements StampHolder {
   /** Where `offerNow` stamps from, and the queue index from which it must read it again. */
   private readonly clock: Stamps
   private stampEnd = 0
-  /** Registered with the clock to be told when its generation moves. */
-  private holding = false
 
   readonly capacity: number
   readonly overflow: Overflow
@@ -339,7 +337,7 @@ export class Mailbox<A> implements StampHolder {
    */
   offerNow(item: A, extra?: unknown): OfferResult {
     const c = this.count
-    if (c < this.nowLimit && extra === undefined) {
+    if (c < this.nowLimit && this.stampGen === this.clock.gen && extra === undefined) {
       this.ring[(this.head + c) & this.mask] = item
       this.count = c + 1
       if (c + 1 >= this.wakeAt) this.wake()
@@ -356,24 +354,12 @@ export class Mailbox<A> implements StampHolder {
       const stamp = this.stampGen === clock.gen ? clock.fresh() : clock.millis()
       this.stampGen = clock.gen
       this.stampEnd = index + clock.step
-      // a reading kept for later offers is given up when the clock's generation moves
-      if (clock.step > 1 && !this.holding) {
-        this.holding = true
-        clock.hold(this)
-      }
       // the new stamp starts a run in `offer` (or extends the last one)
       const result = this.offer(item, stamp, extra)
       this.limitNow()
       return result
     }
     return this.offer(item, this.lastStamp, extra)
-  }
-
-  /** The clock's generation moved: the next offerNow reads it again. */
-  expireStamp(): void {
-    this.holding = false
-    this.stampEnd = 0
-    this.nowLimit = 0
   }
 
   /** Recomputes `nowLimit` from `fastLimit`, `stampEnd` and `left`. */

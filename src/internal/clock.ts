@@ -13,19 +13,12 @@
  *
  * A mailbox that stamps its own offers ({@link Stamps}) goes further: it keeps a
  * reading for up to `step` of its own offers without calling the clock at all, for
- * as long as `gen` is unchanged (it registers with {@link Stamps.hold}, and the clock
- * tells it when `gen` moves, so its fast path compares nothing with the clock), and
- * reads afresh when it used a reading up. `gen`
+ * as long as `gen` is unchanged, and reads afresh when it used a reading up. `gen`
  * moves whenever a reading shows a new value and at the end of every turn in which a
  * reading was shared, so no mailbox keeps a reading past either: a type's events
  * carry a reused reading for at most `maxStep - 1` of its later events in one
  * synchronous run, and never one older than a reading any other type made since.
  */
-
-/** A mailbox keeping a reading: told when it must read again. */
-export interface StampHolder {
-  expireStamp(): void
-}
 
 /** What a mailbox stamping its own offers reads (see the module doc). */
 export interface Stamps {
@@ -37,12 +30,10 @@ export interface Stamps {
   millis(): number
   /** The current time, read now. */
   fresh(): number
-  /** Calls `holder.expireStamp()` once, when `gen` next moves. */
-  hold(holder: StampHolder): void
 }
 
 /** Stamps for a mailbox whose stamps nobody reads (a handler's): always 0, never stale. */
-export const noStamps: Stamps = { gen: 0, step: 2 ** 30 - 1, millis: () => 0, fresh: () => 0, hold: () => {} }
+export const noStamps: Stamps = { gen: 0, step: 2 ** 30 - 1, millis: () => 0, fresh: () => 0 }
 
 export class SampledClock implements Stamps {
   gen = 0
@@ -50,7 +41,6 @@ export class SampledClock implements Stamps {
   private now = 0
   private left = 0
   private resetQueued = false
-  private holders: Array<StampHolder> = []
   private readonly read: () => number
   private readonly maxStep: number
 
@@ -80,7 +70,7 @@ export class SampledClock implements Stamps {
     } else {
       this.step = 1
       this.now = t
-      this.next()
+      this.gen++
     }
     this.left = this.step - 1
     if (!this.resetQueued && this.left > 0) {
@@ -90,22 +80,9 @@ export class SampledClock implements Stamps {
     return t
   }
 
-  hold(holder: StampHolder): void {
-    this.holders.push(holder)
-  }
-
-  /** A new generation: every holder reads again. */
-  private next(): void {
-    this.gen++
-    const holders = this.holders
-    if (holders.length === 0) return
-    this.holders = []
-    for (let i = 0; i < holders.length; i++) holders[i]!.expireStamp()
-  }
-
   private readonly reset = (): void => {
     this.resetQueued = false
     this.left = 0
-    this.next()
+    this.gen++
   }
 }
