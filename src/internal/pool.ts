@@ -123,11 +123,21 @@ export class Lane<A, B> implements Target {
   readonly pool: Pool
   readonly onFull: () => void
   readonly onFirst: () => void
+  // the options `wants` reads for every batch, on the lane itself: with many types,
+  // each batch otherwise reads the options and their batch object from cold memory
+  private readonly maxSize: number
+  private readonly lingerMs: number
+  private readonly concurrency: number
+  private readonly room: (() => number) | undefined
 
   constructor(pool: Pool, options: LaneOptions<A, B>) {
     this.pool = pool
     this.options = options
     this.mailbox = options.mailbox
+    this.maxSize = options.batch.maxSize
+    this.lingerMs = options.batch.lingerMs
+    this.concurrency = options.concurrency
+    this.room = options.room
     this.onFull = () => pool.notify(this as Lane<unknown, unknown>)
     this.onFirst = () => pool.linger.schedule(options.batch.lingerMs, this, this.generation)
   }
@@ -142,24 +152,21 @@ export class Lane<A, B> implements Target {
   wants(): boolean {
     if (this.abandoned) return false
     if (this.retries.length > 0) return true
-    if (this.running >= this.options.concurrency) return false
+    if (this.running >= this.concurrency) return false
     const size = this.mailbox.size
     if (size === 0) return false
     if (this.halted !== undefined) return true
-    if (this.options.room !== undefined && this.options.room() <= 0) return false
-    return (
-      size >= this.options.batch.maxSize || this.mailbox.closed || this.options.batch.lingerMs === 0 || this.lingerDue
-    )
+    if (this.room !== undefined && this.room() <= 0) return false
+    return size >= this.maxSize || this.lingerDue || this.lingerMs === 0 || this.mailbox.closed
   }
 
   /** Not ready: watch the mailbox (and arm the linger) so it says when it is. */
   rearm(): void {
-    if (this.abandoned || this.running >= this.options.concurrency) return
+    if (this.abandoned || this.running >= this.concurrency) return
     this.generation++
     this.lingerDue = false
-    const { maxSize, lingerMs } = this.options.batch
-    if (lingerMs === 0) this.mailbox.watch(1, this.onFull, undefined)
-    else this.mailbox.watch(maxSize, this.onFull, this.onFirst)
+    if (this.lingerMs === 0) this.mailbox.watch(1, this.onFull, undefined)
+    else this.mailbox.watch(this.maxSize, this.onFull, this.onFirst)
   }
 }
 
