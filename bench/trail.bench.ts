@@ -81,7 +81,10 @@ const logCost = async (): Promise<Case> => {
 // Why the mailbox is ours: offer + batch take, both synchronous, as the trail uses them.
 const mailboxVsQueue = (): Promise<Case> => {
   const reps = Math.floor(TOTAL / CHUNK)
-  const stamp = Date.now()
+  // a trail stamps its mailboxes in milliseconds since it started: small integers. A
+  // stamp of Date.now() here (a double) made V8 widen the stamp fields of every
+  // mailbox in the process to doubles, boxed, and slowed the trail cases that follow
+  const stamp = 1
   const mailbox = new Mailbox<unknown>(CHUNK * 2, "backpressure", 512)
   const queue = Effect.runSync(Queue.bounded<unknown>(CHUNK * 2))
   return compare(
