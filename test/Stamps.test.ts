@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { EventType, Trail } from "../src/index.ts"
-import { SampledClock } from "../src/internal/clock.ts"
+import { nextGen, SampledClock } from "../src/internal/clock.ts"
 import { Mailbox, type Taken } from "../src/Mailbox.ts"
 
 /** A clock whose time the test sets, counting its reads. */
@@ -65,6 +65,21 @@ describe("SampledClock", () => {
     await nextTurn()
     assert.notStrictEqual(clock.gen, gen, "gen must move at the end of a turn that shared a reading")
     assert.strictEqual(clock.millis(), 7)
+  })
+
+  it("the generation wraps within the small integers, and readings still expire across the wrap", async () => {
+    assert.strictEqual(nextGen(2 ** 30 - 1), 0)
+    assert.strictEqual(nextGen(41), 42)
+    const time = fakeTime()
+    const clock = new SampledClock(time.read, 64)
+    clock.gen = 2 ** 30 - 1
+    const mb = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
+    for (let i = 0; i < 100; i++) mb.offerNow(i)
+    time.state.now = 4
+    await nextTurn()
+    assert.isAtMost(clock.gen, 2 ** 30 - 1)
+    mb.offerNow(100)
+    assert.strictEqual(stamps(mb.take(1_000)!).at(-1), 4)
   })
 })
 

@@ -35,6 +35,15 @@ export interface Stamps {
 /** Stamps for a mailbox whose stamps nobody reads (a handler's): always 0, never stale. */
 export const noStamps: Stamps = { gen: 0, step: 2 ** 30 - 1, millis: () => 0, fresh: () => 0 }
 
+/**
+ * The generation after `gen`, wrapping at 2^30: it moves about a thousand times a
+ * second, and counting on past V8's small-integer range (in two to four weeks) would
+ * turn it into a boxed number that every `log` reads. A mailbox would take a stale
+ * reading for a fresh one only if it saw exactly 2^30 generations go by between two
+ * of its events, and then for at most a step of them.
+ */
+export const nextGen = (gen: number): number => (gen + 1) & (2 ** 30 - 1)
+
 export class SampledClock implements Stamps {
   gen = 0
   step = 1
@@ -70,7 +79,7 @@ export class SampledClock implements Stamps {
     } else {
       this.step = 1
       this.now = t
-      this.gen++
+      this.gen = nextGen(this.gen)
     }
     this.left = this.step - 1
     if (!this.resetQueued && this.left > 0) {
@@ -83,6 +92,6 @@ export class SampledClock implements Stamps {
   private readonly reset = (): void => {
     this.resetQueued = false
     this.left = 0
-    this.gen++
+    this.gen = nextGen(this.gen)
   }
 }
