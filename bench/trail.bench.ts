@@ -15,6 +15,8 @@
  * garbage collection before each; a case reports the best round of each side and the
  * median of the per-round ratios.
  */
+import { fork } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { Effect, Queue, Schema } from "effect"
 import { Packr } from "msgpackr"
 import { type Batch, EventType, Trail } from "../src/index.ts"
@@ -251,10 +253,46 @@ const manyTypes = async (): Promise<Case> => {
   return result
 }
 
-const cases: Array<Case> = []
-cases.push(await logCost())
-cases.push(await mailboxVsQueue())
-cases.push(await throughput())
-cases.push(await encode())
-cases.push(await manyTypes())
-printResult("trail", cases)
+/**
+ * Each case runs in a process of its own (this file again, with `CAIRN_TRAIL_CASE`
+ * naming the case): run one after the other in one process, the cases changed each
+ * other's numbers through the JIT's feedback and the heap they left behind (the
+ * 1000-type case: 0.58-0.62 alone in four processes, 0.39-0.58 after the others).
+ * Both sides of a case still share their process, alternating rounds.
+ */
+const byName: Record<string, () => Promise<Case>> = {
+  log: logCost,
+  mailbox: mailboxVsQueue,
+  throughput,
+  encode,
+  many: manyTypes
+}
+
+const runAlone = (name: string): Promise<Case> =>
+  new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), [], {
+      env: { ...process.env, CAIRN_TRAIL_CASE: name },
+      execArgv: process.execArgv,
+      stdio: ["ignore", "pipe", "inherit", "ipc"]
+    })
+    child.stdout!.resume()
+    child.once("message", (message) => resolve(message as Case))
+    child.once("exit", (code) => reject(new Error(`trail bench case ${name} exited with ${code} before reporting`)))
+  })
+
+const only = process.env.CAIRN_TRAIL_CASE
+if (only !== undefined) {
+  const run = byName[only]
+  if (run === undefined) throw new Error(`unknown trail bench case ${only}`)
+  const result = await run()
+  // run by hand (no parent to report to): print it
+  if (process.send === undefined) printResult("trail", [result])
+  else {
+    process.send(result)
+    process.disconnect?.()
+  }
+} else {
+  const cases: Array<Case> = []
+  for (const name of Object.keys(byName)) cases.push(await runAlone(name))
+  printResult("trail", cases)
+}
