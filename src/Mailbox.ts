@@ -255,6 +255,8 @@ export class Mailbox<A> {
   private readonly floorSlots: number
   /** Consecutive takes that emptied an oversized ring. */
   private quiet = 0
+  /** Some slot outside the queued items may hold an item that left (see `sweep`). */
+  private dirty = false
 
   /** Items that ever left the queue (taken or evicted). */
   private left = 0
@@ -302,6 +304,11 @@ export class Mailbox<A> {
   /** Events queued now. */
   get size(): number {
     return this.count
+  }
+
+  /** The queue index of the oldest queued item (the next to be taken). */
+  get oldest(): number {
+    return this.left
   }
 
   /** Slots in the ring now: the items it can hold before it doubles (memory in use). */
@@ -415,6 +422,8 @@ export class Mailbox<A> {
     this.fastLimit = this.closed ? 0 : Math.min(this.capacity, slots)
     this.limitNow()
     this.quiet = 0
+    // only the queued items were moved: nothing stale in the new ring
+    this.dirty = false
   }
 
   /** Counts a refusal of a synchronous caller on a full `backpressure` mailbox. */
@@ -433,22 +442,18 @@ export class Mailbox<A> {
     const head = this.head
     const end = head + n
     let items: Array<A>
+    // the slots keep their items until later offers overwrite them or a sweep clears
+    // them (see `sweep`): clearing each batch's slots here cost a sixth of a batch
     if (end <= this.mask + 1) {
       items = ring.slice(head, end) as Array<A>
-      for (let s = head; s < end; s++) ring[s] = undefined
     } else {
       // wrapped: the run up to the end of the ring, then the run from its start
       items = new Array<A>(n)
       const first = this.mask + 1 - head
-      for (let k = 0; k < first; k++) {
-        items[k] = ring[head + k] as A
-        ring[head + k] = undefined
-      }
-      for (let k = first; k < n; k++) {
-        items[k] = ring[k - first] as A
-        ring[k - first] = undefined
-      }
+      for (let k = 0; k < first; k++) items[k] = ring[head + k] as A
+      for (let k = first; k < n; k++) items[k] = ring[k - first] as A
     }
+    this.dirty = true
     const extras = this.extrasQueued > 0 ? this.takeExtras(head, n) : undefined
     const start = this.left
     const taken = this.takenOf(items, extras, start, n)
@@ -567,7 +572,29 @@ export class Mailbox<A> {
    * dropped at `shutdown` or `deadLettered`).
    */
   drain(): Taken<A> | undefined {
-    return this.take(this.count)
+    const taken = this.take(this.count)
+    this.sweep()
+    return taken
+  }
+
+  /** Whether slots outside the queued items may still hold items that left (see {@link sweep}). */
+  get stale(): boolean {
+    return this.dirty
+  }
+
+  /**
+   * Clears every slot of the ring outside the queued items: what was taken stays in
+   * its slot until an offer overwrites it or this runs. The pool sweeps a mailbox
+   * within `sweepMs` of a take (internal/pool.ts); the items a mailbox still refers to
+   * are thus at most a ring's worth, and none after that.
+   */
+  sweep(): void {
+    if (!this.dirty) return
+    const ring = this.ring
+    const mask = this.mask
+    const head = this.head
+    for (let k = this.count; k <= mask; k++) ring[(head + k) & mask] = undefined
+    this.dirty = false
   }
 
   /** Stops accepting; wakes the batch waiter so it can drain and finish. */

@@ -810,7 +810,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       // a flush waits for what is queued: it goes now, without lingering for more
       for (const lane of byKey.values()) {
         const mark = lane.mailbox.watermark()
-        if (lane.actor !== undefined) pool.hurry(lane.actor as Pool.Lane<unknown, unknown>)
+        if (lane.actor !== undefined) pool.hurry(lane.actor as Pool.Lane<unknown, unknown>, mark)
         const done = lane.mailbox.isTerminal(mark)
         const typeDone = done ? Effect.void : lane.mailbox.awaitTerminal(mark)
         if (lane.children.length === 0) {

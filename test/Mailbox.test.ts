@@ -232,7 +232,7 @@ describe("Mailbox: the ring", () => {
     for (const o of second.offsets) assert.isBelow(Math.abs(o), 2 ** 30, "a small integer, not a boxed number")
   })
 
-  it("keeps no reference to what left it: taken, evicted and drained items can be collected", async () => {
+  it("keeps no reference to what left it once swept: taken, evicted and drained items can be collected", async () => {
     // a collection on demand, without running the test process with --expose-gc
     v8.setFlagsFromString("--expose-gc")
     const gc = vm.runInNewContext("gc") as () => void
@@ -246,10 +246,22 @@ describe("Mailbox: the ring", () => {
     for (let i = 0; i < 6; i++) offer(i, { parent: i }) // two evicted (dropOldest)
     let taken = mb.take(3)
     mb.settle(taken!.segment, "processed")
+    taken = undefined
+    assert.isTrue(mb.stale, "a take leaves its slots to be swept")
+    mb.sweep()
+    assert.isFalse(mb.stale)
+    await new Promise((resolve) => setTimeout(resolve, 0))
+    gc()
+    // the five that left are gone; the one still queued is not
+    assert.deepStrictEqual(
+      refs.map((r) => r.deref() === undefined),
+      [true, true, true, true, true, false]
+    )
     taken = mb.drain()
+    assert.strictEqual(taken!.items[0]!.payload[0], 5, "the sweep left the queued item in place")
     mb.settle(taken!.segment, "processed")
     taken = undefined
-    // the ring stays (an empty mailbox keeps its slots), the items must not
+    // drain sweeps by itself; the ring stays (an empty mailbox keeps its slots), the items must not
     await new Promise((resolve) => setTimeout(resolve, 0))
     gc()
     assert.deepStrictEqual(
@@ -257,6 +269,21 @@ describe("Mailbox: the ring", () => {
       refs.map(() => true)
     )
     assert.strictEqual(mb.size, 0)
+  })
+
+  it("a sweep clears only what left, across a wrapped ring", () => {
+    const mb = new Mailbox<number>(64, "backpressure", 8)
+    for (let i = 0; i < 12; i++) mb.offer(i, 0)
+    mb.settle(mb.take(10)!.segment, "processed")
+    // the ring (16 slots) wraps: 2 queued at slots 10-11, then 10 more at 12-15 and 0-5
+    for (let i = 12; i < 22; i++) mb.offer(i, 0)
+    mb.settle(mb.take(4)!.segment, "processed")
+    mb.sweep()
+    const rest = mb.drain()!
+    assert.deepStrictEqual(rest.items, [14, 15, 16, 17, 18, 19, 20, 21])
+    mb.settle(rest.segment, "processed")
+    for (let i = 0; i < 5; i++) assert.strictEqual(mb.offer(100 + i, 0), "accepted")
+    assert.deepStrictEqual(mb.drain()!.items, [100, 101, 102, 103, 104])
   })
 
   it("a capacity outside 1..maxCapacity is a RangeError", () => {

@@ -1,8 +1,11 @@
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Metric, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { Errors, EventType, Metrics, Trail } from "../src/index.ts"
 import type { Batch } from "../src/Batch.ts"
+import * as Pool from "../src/internal/pool.ts"
 
 const Step = Schema.Struct({ step: Schema.Number })
 
@@ -422,6 +425,34 @@ describe("Trail", () => {
       yield* TestClock.adjust(60_000)
       yield* settle
       assert.deepStrictEqual(seen, [3, 1])
+    })
+  )
+
+  it.effect("flush behind full batches does not wait out the linger of the rest (the clock never moves)", () =>
+    Effect.gen(function* () {
+      // 20 events, batches of 8: two full batches are ready before the flush starts; the
+      // take of the first used to reset the flush's hurry, leaving the last 4 to linger
+      const Mixed = EventType.make("test.Behind", 1, Step, { batch: { maxSize: 8, lingerMs: 60_000 } })
+      const seen: Array<number> = []
+      const trail = yield* Trail.make({
+        types: [
+          Trail.route(Mixed, (batch) =>
+            Effect.sync(() => {
+              seen.push(batch.size)
+            })
+          )
+        ]
+      })
+      for (let i = 0; i < 20; i++) trail.logUnsafe(Mixed, { step: i })
+      // the flush starts before any worker takes a batch
+      const flusher = yield* Effect.forkChild(trail.flush, { startImmediately: true })
+      yield* settle
+      assert.isDefined(flusher.pollUnsafe(), "flushed with the TestClock still at 0")
+      assert.deepStrictEqual(seen, [8, 8, 4])
+      // the hurry ends with the flush: later events linger again
+      trail.logUnsafe(Mixed, { step: 20 })
+      yield* settle
+      assert.deepStrictEqual(seen, [8, 8, 4])
     })
   )
 
@@ -862,6 +893,49 @@ describe("Trail.start (Promise facade)", () => {
       assert.deepStrictEqual(dataOf("names.Later@1"), [{ step: 1 }, { step: 3 }])
       assert.deepStrictEqual(dataOf("names.Later@2"), [{ step: 2, note: "v2" }])
       assert.strictEqual(trail.statsUnsafe().types["names.Later@2"]!.rejected.invalid, 1)
+    })
+  )
+})
+
+describe("Trail: memory", () => {
+  const Blob = EventType.make("memory.Blob", 1, Schema.Struct({ payload: Schema.Array(Schema.Number) }), {
+    batch: { maxSize: 8, lingerMs: 5 }
+  })
+
+  it.effect("what was processed is not kept: the type's ring lets go of it within sweepMs", () =>
+    Effect.gen(function* () {
+      let processed = 0
+      const trail = yield* Trail.make({
+        source: "memory",
+        types: [
+          Trail.route(Blob, (batch) =>
+            Effect.sync(() => {
+              processed += batch.size
+            })
+          )
+        ]
+      })
+      const refs: Array<WeakRef<object>> = []
+      // made in a function of its own: the test's generator would keep its last one
+      const logOne = (i: number) => {
+        const data = { payload: new Array(1_000).fill(i) }
+        refs.push(new WeakRef(data))
+        trail.logUnsafe(Blob, data)
+      }
+      for (let i = 0; i < 20; i++) logOne(i)
+      yield* trail.flush
+      assert.strictEqual(processed, 20)
+      yield* TestClock.adjust(Pool.sweepMs)
+      yield* settle
+      // a collection on demand, without running the test process with --expose-gc
+      v8.setFlagsFromString("--expose-gc")
+      const gc = vm.runInNewContext("gc") as () => void
+      gc()
+      assert.deepStrictEqual(
+        refs.map((r) => r.deref() === undefined),
+        refs.map(() => true),
+        "processed events still referenced after the sweep"
+      )
     })
   )
 })

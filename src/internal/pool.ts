@@ -123,6 +123,15 @@ export class Lane<A, B> implements Target {
   readonly pool: Pool
   readonly onFull: () => void
   readonly onFirst: () => void
+  /**
+   * Someone waits for the events before this queue index (a flush): while any of them
+   * is queued the lane is ready, linger or not. (Not the linger's flag: a take resets
+   * that, and a flush behind a full batch was left to wait out the linger.)
+   */
+  hurryUntil = 0
+  /** A sweep of the mailbox is scheduled (see `sweepMs`). */
+  sweepQueued = false
+  readonly sweeper: Target
   // the options `wants` reads for every batch, on the lane itself: with many types,
   // each batch otherwise reads the options and their batch object from cold memory
   private readonly maxSize: number
@@ -139,6 +148,12 @@ export class Lane<A, B> implements Target {
     this.concurrency = options.concurrency
     this.room = options.room
     this.onFull = () => pool.notify(this as Lane<unknown, unknown>)
+    this.sweeper = {
+      release: () => {
+        this.sweepQueued = false
+        this.mailbox.sweep()
+      }
+    }
     this.onFirst = () => pool.linger.schedule(options.batch.lingerMs, this, this.generation)
   }
 
@@ -157,7 +172,13 @@ export class Lane<A, B> implements Target {
     if (size === 0) return false
     if (this.halted !== undefined) return true
     if (this.room !== undefined && this.room() <= 0) return false
-    return size >= this.maxSize || this.lingerDue || this.lingerMs === 0 || this.mailbox.closed
+    return (
+      size >= this.maxSize ||
+      this.lingerDue ||
+      this.lingerMs === 0 ||
+      this.mailbox.closed ||
+      this.hurryUntil > this.mailbox.oldest
+    )
   }
 
   /** Not ready: watch the mailbox (and arm the linger) so it says when it is. */
@@ -172,6 +193,13 @@ export class Lane<A, B> implements Target {
 
 /** Keeps the shape of a run alive between batches (see `keepShapes` in Mailbox.ts). */
 export const keepRun: Run<unknown> = new Run<unknown>(undefined as never, undefined, 0, keepShapes.segment, Date.now())
+
+/**
+ * Within how long of a take a lane's mailbox is swept: the slots of what it took are
+ * cleared then (unless offers overwrote them first), so a mailbox refers to nothing
+ * that left it for longer than this.
+ */
+export const sweepMs = 1_000
 
 type AnyLane = Lane<unknown, unknown>
 type AnyRun = Run<unknown>
@@ -259,6 +287,7 @@ export class Pool {
   start(): Effect.Effect<void> {
     return Effect.suspend(() =>
       Scope.addFinalizer(this.scope, this.stop()).pipe(
+        Effect.andThen(this.linger.register(sweepMs)),
         Effect.andThen(Effect.forEach(Array.from({ length: this.size }), () => this.spawn(), { discard: true }))
       )
     )
@@ -300,12 +329,12 @@ export class Pool {
   }
 
   /**
-   * Someone waits for this lane's events (a flush): what is queued goes now, without
-   * waiting for the rest of its linger. Synchronous.
+   * Someone waits for this lane's events before queue index `watermark` (a flush):
+   * they go now, batch after batch, without waiting for a linger. Synchronous.
    */
-  hurry(lane: AnyLane): void {
-    if (lane.mailbox.size === 0 || lane.lingerDue) return
-    lane.lingerDue = true
+  hurry(lane: AnyLane, watermark: number): void {
+    if (watermark <= lane.hurryUntil) return
+    lane.hurryUntil = watermark
     this.notify(lane)
   }
 
@@ -345,6 +374,10 @@ export class Pool {
       )
     )
     return Effect.gen(function* () {
+      // the run at hand, declared out here so that it is cleared after each batch: a
+      // suspended generator keeps its variables, and a parked worker held on to its
+      // last batch (and every event in it) until it took the next
+      let run: AnyRun | undefined
       while (true) {
         const lane = pool.ready.pop()
         if (lane === undefined) {
@@ -352,7 +385,7 @@ export class Pool {
           continue
         }
         lane.queued = false
-        const run = pool.nextRun(lane)
+        run = pool.nextRun(lane)
         if (run === undefined) {
           pool.afterLane(lane, true)
           continue
@@ -370,6 +403,7 @@ export class Pool {
         slot.run = undefined
         if (Exit.isSuccess(exit)) pool.settle(run, exit)
         else yield* pool.failed(run, exit.cause)
+        run = undefined
         pool.afterLane(lane, true)
       }
     })
@@ -384,6 +418,10 @@ export class Pool {
     const max = options.room === undefined ? options.batch.maxSize : Math.min(options.batch.maxSize, options.room())
     const taken = mailbox.take(max)
     if (taken === undefined) return undefined
+    if (!lane.sweepQueued) {
+      lane.sweepQueued = true
+      this.linger.schedule(sweepMs, lane.sweeper, 0)
+    }
     lane.lingerDue = false
     lane.generation++
     lane.running++
