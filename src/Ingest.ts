@@ -56,7 +56,7 @@ export interface MemoryOptions {
    * most twice that); older ones are forgotten, and a resend of an event that old
    * would be recorded again. Memory: about 100 bytes per unit of capacity once twice
    * `capacity` ids were recorded (three tables of 32 MiB for the default, one of them
-   * cleared bit by bit for reuse). Default `1_000_000`.
+   * cleared a chunk at a time for reuse). Default `1_000_000`.
    */
   readonly capacity?: number
 }

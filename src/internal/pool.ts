@@ -154,7 +154,7 @@ export class Lane<A, B> implements Target {
         this.mailbox.sweep()
       }
     }
-    this.onFirst = () => pool.linger.schedule(options.batch.lingerMs, this, this.generation)
+    this.onFirst = () => pool.linger.schedule(this.lingerMs, this, this.generation)
   }
 
   release(generation: number): void {
