@@ -30,7 +30,7 @@
  */
 import { Effect } from "effect"
 import type { Overflow } from "./EventType.ts"
-import { noStamps, type Stamps } from "./internal/clock.ts"
+import { type Holder, noStamps, type Stamps } from "./internal/clock.ts"
 
 /**
  * What happened to an offered item.
@@ -194,7 +194,7 @@ const slotsFor = (n: number): number => {
 /**
  * @category models
  */
-export class Mailbox<A> {
+export class Mailbox<A> implements Holder {
   // The fields `offer` reads on its fast path come first, so they share a cache line:
   // with many types logged in turn, each `log` touches a different mailbox.
   /** The queued items, from slot `head` on, wrapping around. */
@@ -212,7 +212,8 @@ export class Mailbox<A> {
   private lastStamp: number
   /**
    * Items {@link offerNow} may queue on its fast path: `fastLimit`, or fewer when the
-   * reading in `lastStamp` may serve fewer offers (see `stampEnd`).
+   * reading in `lastStamp` may serve fewer offers (see `stampEnd`); `0` once the
+   * clock expired the reading (see {@link expireStamp}).
    */
   private nowLimit = 0
   /** The clock's `gen` when `lastStamp` was read: `offerNow` reads again once it moved. */
@@ -340,11 +341,12 @@ export class Mailbox<A> {
   /**
    * Offers an item stamped with the mailbox's clock (the trail's `log`). The fast path
    * does not call the clock: a reading serves up to `step` offers of this mailbox
-   * while the clock's `gen` stays (see `internal/clock.ts`).
+   * until the clock expires it (see `internal/clock.ts`). For a synchronous caller:
+   * a `full` refusal is counted (unlike {@link offer}).
    */
   offerNow(item: A, extra?: unknown): OfferResult {
     const c = this.count
-    if (c < this.nowLimit && this.stampGen === this.clock.gen && extra === undefined) {
+    if (c < this.nowLimit && extra === undefined) {
       this.ring[(this.head + c) & this.mask] = item
       this.count = c + 1
       if (c + 1 >= this.wakeAt) this.wake()
@@ -356,22 +358,35 @@ export class Mailbox<A> {
   private offerNowSlow(item: A, extra: unknown): OfferResult {
     const clock = this.clock
     const index = this.left + this.count
+    let result: OfferResult
     if (this.stampGen !== clock.gen || index >= this.stampEnd) {
       // a reading this mailbox used up is not taken again: read afresh
       const stamp = this.stampGen === clock.gen ? clock.fresh() : clock.millis()
-      this.stampGen = clock.gen
+      // (the read may itself have moved the generation)
+      if (this.stampGen !== clock.gen) {
+        this.stampGen = clock.gen
+        clock.hold(this)
+      }
       this.stampEnd = index + clock.step
       // the new stamp starts a run in `offer` (or extends the last one)
-      const result = this.offer(item, stamp, extra)
+      result = this.offer(item, stamp, extra)
       this.limitNow()
-      return result
+    } else {
+      result = this.offer(item, this.lastStamp, extra)
     }
-    return this.offer(item, this.lastStamp, extra)
+    // the synchronous caller is refused: counted here, not by a comparison on every call
+    if (result === "full") this.refusedFull++
+    return result
   }
 
-  /** Recomputes `nowLimit` from `fastLimit`, `stampEnd` and `left`. */
+  /** The clock moved on: the reading this mailbox keeps may no longer serve its offers. */
+  expireStamp(): void {
+    this.nowLimit = 0
+  }
+
+  /** Recomputes `nowLimit` from `fastLimit`, `stampEnd` and `left` (`0` while the reading is stale). */
   private limitNow(): void {
-    this.nowLimit = Math.min(this.fastLimit, this.stampEnd - this.left)
+    this.nowLimit = this.stampGen === this.clock.gen ? Math.min(this.fastLimit, this.stampEnd - this.left) : 0
   }
 
   private offerSlow(item: A, stamp: number, extra: unknown): OfferResult {

@@ -757,9 +757,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       } else {
         mailbox = type[CacheOwner] === token ? (type[CacheValue] as Mailbox<unknown>) : laneOf(type).mailbox
       }
-      const result = mailbox.offerNow(data, logOptions?.parent)
-      if (result === "full") mailbox.refuseFull()
-      return result
+      return mailbox.offerNow(data, logOptions?.parent)
     }
 
     const offer = (

@@ -146,6 +146,36 @@ describe("Mailbox.offerNow", () => {
     assert.strictEqual(stamps(a.take(1_000)!).at(-1), 3)
   })
 
+  it("a reading expired by the clock stays expired through a take (which recomputes the fast-path limit)", () => {
+    const time = fakeTime()
+    const clock = new SampledClock(time.read, 64)
+    const a = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
+    const b = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
+    for (let i = 0; i < 300; i++) {
+      a.offerNow(i)
+      b.offerNow(i)
+    }
+    time.state.now = 8
+    for (let i = 0; i < 200; i++) a.offerNow(300 + i)
+    // b's take makes room and recomputes how many offers may take the fast path: its
+    // expired reading must not come back to life
+    const before = b.take(100)!
+    b.settle(before.segment, "processed")
+    b.offerNow(300)
+    assert.strictEqual(stamps(b.take(1_000)!).at(-1), 8)
+  })
+
+  it("registers a mailbox with the clock once per generation, and lets go of it when the generation ends", async () => {
+    const time = fakeTime()
+    const clock = new SampledClock(time.read, 64)
+    const mb = new Mailbox<number>(100_000, "backpressure", 512, 0, clock)
+    const held = () => (clock as unknown as { holders: Array<unknown> }).holders.length
+    for (let i = 0; i < 10_000; i++) mb.offerNow(i)
+    assert.strictEqual(held(), 1, "one registration however many readings it took in the generation")
+    await nextTurn()
+    assert.strictEqual(held(), 0, "the end of the turn expired and released it")
+  })
+
   it("offers with an extra, on a full ring and on a closed mailbox take the slow path with correct stamps", () => {
     const time = fakeTime()
     const mb = new Mailbox<number>(40, "backpressure", 8, 0, new SampledClock(time.read, 64))
