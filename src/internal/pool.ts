@@ -14,7 +14,7 @@
  * failures (retry backoff) and timeouts cost fibers. A failed batch does not hold a
  * worker while it waits for its retry: it waits on a timer and comes back as ready.
  */
-import { Cause, type Clock, Duration, Effect, Exit, type Fiber, Schedule, Scope } from "effect"
+import { Cause, type Clock, Duration, Effect, Exit, type Fiber, Result, Schedule, Scope } from "effect"
 import { ProcessingDefect, ProcessingTimeout, ShutdownDeadline } from "../Errors.ts"
 import type { BatchOptions, Delivery } from "../EventType.ts"
 import { keepShapes, type Mailbox, type Segment, type Taken } from "../Mailbox.ts"
@@ -201,6 +201,16 @@ export const keepRun: Run<unknown> = new Run<unknown>(undefined as never, undefi
  */
 export const sweepMs = 1_000
 
+/**
+ * A failure of the behaviour as the retries see it: a defect (a throw, a die)
+ * becomes a typed {@link ProcessingDefect} naming the lane; any other cause stays.
+ */
+const defectOf = (run: AnyRun, cause: Cause.Cause<unknown>): Cause.Cause<unknown> => {
+  const defect = Cause.findDefect(cause)
+  if (Result.isFailure(defect)) return cause
+  return Cause.fail(new ProcessingDefect({ type: run.lane.options.name, defect: defect.success }))
+}
+
 type AnyLane = Lane<unknown, unknown>
 type AnyRun = Run<unknown>
 type Step = (now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>
@@ -365,27 +375,27 @@ export class Pool {
 
   private work(slot: Slot): Effect.Effect<void> {
     const pool = this
-    // one attempt effect per worker, reading the slot's run: nothing built per batch;
-    // its time limit is kept by the watchdog, not by a race per attempt
-    const attempt = Effect.exit(
-      Effect.catchDefect(
-        Effect.suspend(() => slot.run!.lane.options.behaviour(slot.run!.batch)),
-        (defect) => Effect.fail(new ProcessingDefect({ type: slot.run!.lane.options.name, defect }))
-      )
-    )
     return Effect.gen(function* () {
       // the run at hand, declared out here so that it is cleared after each batch: a
       // suspended generator keeps its variables, and a parked worker held on to its
       // last batch (and every event in it) until it took the next
       let run: AnyRun | undefined
+      // the same for the attempt's effect (it may close over the batch) and its exit
+      let effect: Effect.Effect<void, unknown> | undefined
+      let exit: Exit.Exit<void, unknown> | undefined
+      // the time the last batch settled at, while this run goes straight on to the
+      // next batch (it is that batch's start: one clock read per batch, not two)
+      let now: number | undefined
       while (true) {
         const lane = pool.ready.pop()
         if (lane === undefined) {
+          now = undefined
           yield* pool.awaitWork
           continue
         }
         lane.queued = false
-        run = pool.nextRun(lane)
+        run = pool.nextRun(lane, now)
+        now = undefined
         if (run === undefined) {
           pool.afterLane(lane, true)
           continue
@@ -397,22 +407,33 @@ export class Pool {
           (run.step === undefined ? run.startedAt : pool.clock.currentTimeMillisUnsafe()) + run.lane.options.timeoutMs
         slot.run = run
         pool.watch()
-        const exit = yield* attempt
+        // the attempt: its time limit is kept by the watchdog, not by a race per
+        // attempt; the behaviour's effect runs as it is (an exit, such as
+        // `Effect.void`, costs no step at all), its defects are told apart afterwards
+        try {
+          effect = run.lane.options.behaviour(run.batch)
+        } catch (defect) {
+          effect = Effect.die(defect)
+        }
+        exit = yield* Effect.exit(effect)
+        effect = undefined
         // given up on by the watchdog (the attempt ignored interruption): retire
         if (slot.timedOut) return
         slot.run = undefined
-        if (Exit.isSuccess(exit)) pool.settle(run, exit)
-        else yield* pool.failed(run, exit.cause)
+        if (Exit.isSuccess(exit)) now = pool.settle(run, exit)
+        else yield* pool.failed(run, defectOf(run, exit.cause))
+        exit = undefined
         run = undefined
         pool.afterLane(lane, true)
       }
     })
   }
 
-  private nextRun(lane: AnyLane): AnyRun | undefined {
+  /** The next run of a lane, if it wants work; `now`: the time, if the caller just read it. */
+  private nextRun(lane: AnyLane, now: number | undefined): AnyRun | undefined {
     if (lane.abandoned) return undefined
-    const retry = lane.retries.shift()
-    if (retry !== undefined) return retry
+    // (shift on an empty array leaves optimized code for the runtime: a call per batch)
+    if (lane.retries.length > 0) return lane.retries.shift()
     if (!lane.wants()) return undefined
     const { mailbox, options } = lane
     const max = options.room === undefined ? options.batch.maxSize : Math.min(options.batch.maxSize, options.room())
@@ -430,7 +451,7 @@ export class Pool {
       options.prepare(taken),
       taken.items.length,
       taken.segment,
-      this.clock.currentTimeMillisUnsafe()
+      now ?? this.clock.currentTimeMillisUnsafe()
     )
     if (lane.halted !== undefined) {
       // a stopped lane settles what it takes at once, with the cause that stopped it
@@ -588,9 +609,12 @@ export class Pool {
     return Effect.void
   }
 
-  /** Settles a run once: accounting, dead letter, hooks. */
-  settle(run: AnyRun, exit: Exit.Exit<void, unknown>, deadlineMs = 0, reason?: DeadLetterReason): void {
-    if (run.settled) return
+  /**
+   * Settles a run once: accounting, dead letter, hooks. Returns the time it read for
+   * the batch's duration, if it did.
+   */
+  settle(run: AnyRun, exit: Exit.Exit<void, unknown>, deadlineMs = 0, reason?: DeadLetterReason): number | undefined {
+    if (run.settled) return undefined
     run.settled = true
     const lane = run.lane
     const { options, mailbox } = lane
@@ -600,14 +624,18 @@ export class Pool {
       : options.delivery === "must"
         ? "deadLettered"
         : "dropped"
-    options.onBatch?.(run.size, this.clock.currentTimeMillisUnsafe() - run.startedAt, outcome)
+    let now: number | undefined
+    if (options.onBatch !== undefined) {
+      now = this.clock.currentTimeMillisUnsafe()
+      options.onBatch(run.size, now - run.startedAt, outcome)
+    }
     if (Exit.isSuccess(exit)) {
       // a batch that skipped items: those were given up
       let processed = options.progress === undefined ? run.size : options.progress(run.batch)
       if (options.refused !== undefined) processed -= options.refused(run.batch)
       if (processed >= run.size) mailbox.settle(run.segment, "processed")
       else mailbox.settle(run.segment, options.delivery === "must" ? "deadLettered" : "failed", processed)
-      return
+      return now
     }
     const interrupted = Cause.hasInterruptsOnly(exit.cause)
     const done = options.progress === undefined ? 0 : options.progress(run.batch)
@@ -620,6 +648,7 @@ export class Pool {
     } else {
       mailbox.settle(run.segment, interrupted ? "shutdown" : "failed", done)
     }
+    return now
   }
 
   /**
