@@ -14,6 +14,7 @@ interface Shapes {
   readonly taken: boolean
   readonly segment: boolean
   readonly keptOffsets: boolean
+  readonly effects: ReadonlyArray<boolean>
 }
 
 const run = (): Promise<{ before: Shapes; after: Shapes }> =>
@@ -27,7 +28,7 @@ const run = (): Promise<{ before: Shapes; after: Shapes }> =>
   })
 
 describe("kept shapes", () => {
-  it("a real batch, its take and its segment have the hidden classes of the kept ones, before and after a full collection", async () => {
+  it("a real batch, its take, its segment and the effects of a batch have the hidden classes of the kept ones, before and after a full collection", async () => {
     const { before, after } = await run()
     for (const [when, shapes] of [
       ["before", before],
@@ -37,6 +38,7 @@ describe("kept shapes", () => {
       assert.isTrue(shapes.taken, `take ${when} the collection`)
       assert.isTrue(shapes.segment, `segment ${when} the collection`)
       assert.isTrue(shapes.keptOffsets)
+      assert.deepStrictEqual(shapes.effects, [true, true, true, true, true], `effects ${when} the collection`)
     }
   })
 })

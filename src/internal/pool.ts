@@ -195,6 +195,21 @@ export class Lane<A, B> implements Target {
 export const keepRun: Run<unknown> = new Run<unknown>(undefined as never, undefined, 0, keepShapes.segment, Date.now())
 
 /**
+ * The same for the effects each batch makes: Effect builds its primitives with a
+ * constructor that adds a property, and the shape that results is held only weakly
+ * too. After a full collection with none alive, the batch path (Effect's own code
+ * included) was thrown away and ran slowly for a while (a sixth of a round of the
+ * throughput benchmark, collecting before each round). An instance of each, for good.
+ */
+export const keepEffects: ReadonlyArray<unknown> = [
+  Effect.sync(() => undefined),
+  Effect.exit(Effect.sync(() => undefined)),
+  Effect.suspend(() => Effect.void),
+  Exit.succeed(undefined),
+  Effect.gen(function* () {})
+]
+
+/**
  * Within how long of a take a lane's mailbox is swept: the slots of what it took are
  * cleared then (unless offers overwrote them first), so a mailbox refers to nothing
  * that left it for longer than this.
