@@ -31,6 +31,7 @@
 import { Effect } from "effect"
 import type { Overflow } from "./EventType.ts"
 import { type Holder, noStamps, type Stamps } from "./internal/clock.ts"
+import { Fifo } from "./internal/fifo.ts"
 
 /**
  * What happened to an offered item.
@@ -263,7 +264,7 @@ export class Mailbox<A> implements Holder {
   private left = 0
   /** Every queue index below this is terminal. */
   private terminalBelow = 0
-  private readonly segments: Array<Segment> = []
+  private readonly segments = new Fifo<Segment>()
   private flushWaiters: Array<FlushWaiter> = []
 
   private fullAt = NEVER
@@ -723,7 +724,7 @@ export class Mailbox<A> implements Holder {
     }
     this.head = head
     this.count -= n
-    const last = this.segments[this.segments.length - 1]
+    const last = this.segments.last()
     if (last?.done && last.end === this.left) last.end += n
     else this.segments.push(new Span(this.left, this.left + n, true))
     this.left += n
@@ -735,7 +736,7 @@ export class Mailbox<A> implements Holder {
   private advance(): void {
     const segments = this.segments
     let moved = false
-    while (segments.length > 0 && segments[0]!.done) {
+    while (segments.peek()?.done === true) {
       this.terminalBelow = segments.shift()!.end
       moved = true
     }

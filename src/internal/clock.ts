@@ -63,8 +63,9 @@ export class SampledClock implements Stamps {
   private now = 0
   private left = 0
   private resetQueued = false
-  /** Holders of a reading of the current generation. */
-  private holders: Array<Holder> = []
+  /** Holders of a reading of the current generation: the first `held` slots. */
+  private readonly holders: Array<Holder | undefined> = []
+  private held = 0
   private readonly read: () => number
   private readonly maxStep: number
 
@@ -88,16 +89,21 @@ export class SampledClock implements Stamps {
   }
 
   hold(holder: Holder): void {
-    this.holders.push(holder)
+    this.holders[this.held++] = holder
   }
 
   /** Moves `gen`, expiring every reading of the generation that ends. */
   private advance(): void {
     this.gen = nextGen(this.gen)
+    const n = this.held
+    if (n === 0) return
+    // (slots cleared one by one: `length = 0` leaves optimized code for the runtime)
     const holders = this.holders
-    if (holders.length === 0) return
-    for (let i = 0; i < holders.length; i++) holders[i]!.expireStamp()
-    holders.length = 0
+    for (let i = 0; i < n; i++) {
+      holders[i]!.expireStamp()
+      holders[i] = undefined
+    }
+    this.held = 0
   }
 
   private sample(): number {

@@ -19,6 +19,7 @@ import { ProcessingDefect, ProcessingTimeout, ShutdownDeadline } from "../Errors
 import type { BatchOptions, Delivery } from "../EventType.ts"
 import { keepShapes, type Mailbox, type Segment, type Taken } from "../Mailbox.ts"
 import type { Decision, EscalatedData } from "../Supervisor.ts"
+import { Fifo } from "./fifo.ts"
 import { Linger, type Target } from "./linger.ts"
 
 export type DeadLetterReason = "retriesExhausted" | "shutdown" | "stopped" | "rejected"
@@ -206,7 +207,9 @@ export const keepEffects: ReadonlyArray<unknown> = [
   Effect.exit(Effect.sync(() => undefined)),
   Effect.suspend(() => Effect.void),
   Exit.succeed(undefined),
-  Effect.gen(function* () {})
+  Effect.gen(function* () {
+    yield* Effect.void
+  })
 ]
 
 /**
@@ -245,7 +248,7 @@ interface Slot {
 
 /** Ready lanes by priority, highest first; FIFO within a priority. */
 class ReadyQueue {
-  private readonly levels: Array<{ priority: number; lanes: Array<AnyLane>; head: number }> = []
+  private readonly levels: Array<{ readonly priority: number; readonly lanes: Fifo<AnyLane> }> = []
 
   push(lane: AnyLane): void {
     const priority = lane.options.priority
@@ -254,26 +257,17 @@ class ReadyQueue {
     while (i < levels.length && levels[i]!.priority > priority) i++
     let level = levels[i]
     if (level === undefined || level.priority !== priority) {
-      level = { priority, lanes: [], head: 0 }
+      level = { priority, lanes: new Fifo() }
       levels.splice(i, 0, level)
     }
     level.lanes.push(lane)
   }
 
   pop(): AnyLane | undefined {
-    for (const level of this.levels) {
-      if (level.head < level.lanes.length) {
-        const lane = level.lanes[level.head]!
-        level.lanes[level.head++] = undefined as unknown as AnyLane
-        if (level.head === level.lanes.length) {
-          level.lanes.length = 0
-          level.head = 0
-        } else if (level.head >= 1024 && level.head * 2 >= level.lanes.length) {
-          level.lanes = level.lanes.slice(level.head)
-          level.head = 0
-        }
-        return lane
-      }
+    const levels = this.levels
+    for (let i = 0; i < levels.length; i++) {
+      const lane = levels[i]!.lanes.shift()
+      if (lane !== undefined) return lane
     }
     return undefined
   }
