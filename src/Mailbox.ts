@@ -196,8 +196,9 @@ const slotsFor = (n: number): number => {
  * @category models
  */
 export class Mailbox<A> implements Holder {
-  // The fields `offer` reads on its fast path come first, so they share a cache line:
-  // with many types logged in turn, each `log` touches a different mailbox.
+  // The fields `offerNow` (the trail's `log`) reads on its fast path come first, then
+  // those of `offer`, so that they share as few cache lines as can be: with many
+  // types logged in turn, each `log` touches a different mailbox.
   /** The queued items, from slot `head` on, wrapping around. */
   private ring: Array<A | undefined>
   /** Slots in the ring minus one (slots are a power of two). */
@@ -205,18 +206,18 @@ export class Mailbox<A> implements Holder {
   /** Slot of the oldest queued item. */
   private head = 0
   private count = 0
-  /** Items `offer` may queue on its fast path: the capacity or the ring's slots, whichever is less; `0` once closed. */
-  private fastLimit: number
-  /** The single watch (the owning actor): the size that triggers it. */
-  private wakeAt = NEVER
-  /** Stamp of the newest run: an offer with the same stamp just extends it. */
-  private lastStamp: number
   /**
    * Items {@link offerNow} may queue on its fast path: `fastLimit`, or fewer when the
    * reading in `lastStamp` may serve fewer offers (see `stampEnd`); `0` once the
    * clock expired the reading (see {@link expireStamp}).
    */
   private nowLimit = 0
+  /** The single watch (the owning actor): the size that triggers it. */
+  private wakeAt = NEVER
+  /** Items `offer` may queue on its fast path: the capacity or the ring's slots, whichever is less; `0` once closed. */
+  private fastLimit: number
+  /** Stamp of the newest run: an offer with the same stamp just extends it. */
+  private lastStamp: number
   /** The clock's `gen` when `lastStamp` was read: `offerNow` reads again once it moved. */
   private stampGen: number
   /** Where `offerNow` stamps from, and the queue index from which it must read it again. */
