@@ -852,6 +852,39 @@ describe("Trail", () => {
       assert.strictEqual(dropped.count, 3)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
   )
+
+  it.effect(
+    "a batch's processing latency runs from its own take: not from the batch before it, not across an idle wait",
+    () =>
+      Effect.gen(function* () {
+        const A = EventType.make("test.Latency", 1, Step, { batch: { maxSize: 1, lingerMs: 0 } })
+        const trail = yield* Trail.make({
+          types: [
+            Trail.route(A, (batch) => ((batch.data[0] as { step: number }).step === 0 ? Effect.sleep(40) : Effect.void))
+          ]
+        })
+        // two batches at once: the second is taken the moment the first settles
+        trail.logUnsafe(A, { step: 0 })
+        trail.logUnsafe(A, { step: 1 })
+        const first = yield* Effect.forkChild(trail.flush)
+        for (let i = 0; i < 10 && first.pollUnsafe() === undefined; i++) {
+          yield* settle
+          yield* TestClock.adjust(10)
+        }
+        yield* Fiber.join(first)
+        // the worker parks; a batch logged a second later is timed from its own take
+        yield* TestClock.adjust(1_000)
+        trail.logUnsafe(A, { step: 2 })
+        yield* trail.flush
+        const latency = yield* Metric.value(
+          Metric.withAttributes(Metrics.processingLatency, { type: "test.Latency@1" })
+        )
+        assert.strictEqual(latency.count, 3)
+        assert.strictEqual(latency.max, 40)
+        assert.strictEqual(latency.sum, 40, "only the first batch took time")
+        assert.strictEqual(latency.min, 0)
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+  )
 })
 
 describe("Trail.start (Promise facade)", () => {
