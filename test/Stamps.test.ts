@@ -127,7 +127,11 @@ describe("Mailbox.offerNow", () => {
     assert.strictEqual(all[500], 9)
   })
 
-  it("a new time read by one mailbox reaches the others sharing the clock on their next offer", () => {
+  /**
+   * Two mailboxes on one clock, 300 offers each at time 0; then the time moves to
+   * `later` and `a` offers 200 more, reading it within its budget. `b` has not read since.
+   */
+  const twoThenMove = (later: number) => {
     const time = fakeTime()
     const clock = new SampledClock(time.read, 64)
     const a = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
@@ -136,10 +140,14 @@ describe("Mailbox.offerNow", () => {
       a.offerNow(i)
       b.offerNow(i)
     }
-    time.state.now = 3
-    // a reads the new time within its budget of offers...
+    time.state.now = later
     for (let i = 0; i < 200; i++) a.offerNow(300 + i)
-    // ...and b, which has not read since, gets it on its very next offer
+    return { a, b }
+  }
+
+  it("a new time read by one mailbox reaches the others sharing the clock on their next offer", () => {
+    const { a, b } = twoThenMove(3)
+    // b gets it on its very next offer
     b.offerNow(300)
     const bs = stamps(b.take(1_000)!)
     assert.strictEqual(bs[300], 3)
@@ -147,16 +155,7 @@ describe("Mailbox.offerNow", () => {
   })
 
   it("a reading expired by the clock stays expired through a take (which recomputes the fast-path limit)", () => {
-    const time = fakeTime()
-    const clock = new SampledClock(time.read, 64)
-    const a = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
-    const b = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
-    for (let i = 0; i < 300; i++) {
-      a.offerNow(i)
-      b.offerNow(i)
-    }
-    time.state.now = 8
-    for (let i = 0; i < 200; i++) a.offerNow(300 + i)
+    const { b } = twoThenMove(8)
     // b's take makes room and recomputes how many offers may take the fast path: its
     // expired reading must not come back to life
     const before = b.take(100)!
