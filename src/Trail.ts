@@ -34,7 +34,7 @@ import {
 } from "./Errors.ts"
 import * as EventType from "./EventType.ts"
 import * as Handler from "./Handler.ts"
-import { SampledClock } from "./internal/clock.ts"
+import { SampledClock, smallInt } from "./internal/clock.ts"
 import * as Pool from "./internal/pool.ts"
 import { type Counts, Mailbox, type OfferResult } from "./Mailbox.ts"
 import * as Metrics from "./Metrics.ts"
@@ -376,7 +376,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     // integers (for 12 days), which V8 keeps unboxed in the mailbox's fields and ring.
     const epoch = clockService.currentTimeMillisUnsafe()
     const clock = new SampledClock(
-      () => clockService.currentTimeMillisUnsafe() - epoch,
+      () => smallInt(clockService.currentTimeMillisUnsafe() - epoch),
       options.clockSampling ?? defaults.clockSampling
     )
     // Actors live in a child scope created before the shutdown finalizer is added, so
@@ -624,7 +624,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           type.mailbox.capacity,
           type.mailbox.overflow,
           type.batch.maxSize,
-          clockService.currentTimeMillisUnsafe() - epoch,
+          smallInt(clockService.currentTimeMillisUnsafe() - epoch),
           clock
         )
         if (closed) mailbox.close()
@@ -938,7 +938,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
       return {
         type,
         decode,
-        offer: (event) => mailbox.offer(event.data, event.happenedAt - epoch, event),
+        offer: (event) => mailbox.offer(event.data, smallInt(event.happenedAt - epoch), event),
         awaitRoom: mailbox.awaitSpace()
       }
     }
