@@ -208,7 +208,7 @@ export class Mailbox<A> implements Holder {
   private count = 0
   /**
    * Items {@link offerNow} may queue on its fast path: `fastLimit`, or fewer when the
-   * reading in `lastStamp` may serve fewer offers (see `stampEnd`); `0` once the
+   * reading in `lastStamp` may serve fewer offers (see `stampRoom`); `0` once the
    * clock expired the reading (see {@link expireStamp}).
    */
   private nowLimit = 0
@@ -220,9 +220,14 @@ export class Mailbox<A> implements Holder {
   private lastStamp: number
   /** The clock's `gen` when `lastStamp` was read: `offerNow` reads again once it moved. */
   private stampGen: number
-  /** Where `offerNow` stamps from, and the queue index from which it must read it again. */
+  /**
+   * Where `offerNow` stamps from, and the size from which it must read it again. The
+   * size, not the queue index (`left + count`): `left` lies four cache lines further
+   * on, and a thousand types logged in turn each read it once a turn. Taking or
+   * evicting `n` items lowers it by `n`.
+   */
   private readonly clock: Stamps
-  private stampEnd = 0
+  private stampRoom = 0
 
   readonly capacity: number
   readonly overflow: Overflow
@@ -359,9 +364,8 @@ export class Mailbox<A> implements Holder {
 
   private offerNowSlow(item: A, extra: unknown): OfferResult {
     const clock = this.clock
-    const index = this.left + this.count
     let result: OfferResult
-    if (this.stampGen !== clock.gen || index >= this.stampEnd) {
+    if (this.stampGen !== clock.gen || this.count >= this.stampRoom) {
       // a reading this mailbox used up is not taken again: read afresh
       const stamp = this.stampGen === clock.gen ? clock.fresh() : clock.millis()
       // (the read may itself have moved the generation)
@@ -369,7 +373,7 @@ export class Mailbox<A> implements Holder {
         this.stampGen = clock.gen
         clock.hold(this)
       }
-      this.stampEnd = index + clock.step
+      this.stampRoom = this.count + clock.step
       // the new stamp starts a run in `offer` (or extends the last one)
       result = this.offer(item, stamp, extra)
       this.limitNow()
@@ -386,9 +390,9 @@ export class Mailbox<A> implements Holder {
     this.nowLimit = 0
   }
 
-  /** Recomputes `nowLimit` from `fastLimit`, `stampEnd` and `left` (`0` while the reading is stale). */
+  /** Recomputes `nowLimit` from `fastLimit` and `stampRoom` (`0` while the reading is stale). */
   private limitNow(): void {
-    this.nowLimit = this.stampGen === this.clock.gen ? Math.min(this.fastLimit, this.stampEnd - this.left) : 0
+    this.nowLimit = this.stampGen === this.clock.gen ? Math.min(this.fastLimit, this.stampRoom) : 0
   }
 
   private offerSlow(item: A, stamp: number, extra: unknown): OfferResult {
@@ -477,6 +481,7 @@ export class Mailbox<A> implements Holder {
     this.head = end & this.mask
     this.count -= n
     this.left += n
+    this.stampRoom -= n
     this.limitNow()
     this.dropRuns()
     if (this.count === 0) this.emptied()
@@ -729,6 +734,7 @@ export class Mailbox<A> implements Holder {
     if (last?.done && last.end === this.left) last.end += n
     else this.segments.push(new Span(this.left, this.left + n, true))
     this.left += n
+    this.stampRoom -= n
     this.limitNow()
     this.dropRuns()
     this.advance()
