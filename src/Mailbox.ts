@@ -30,7 +30,7 @@
  */
 import { Effect } from "effect"
 import type { Overflow } from "./EventType.ts"
-import { type Holder, noStamps, type Stamps } from "./internal/clock.ts"
+import { noStamps, type SampledClock, UNREAD } from "./internal/clock.ts"
 import { Fifo } from "./internal/fifo.ts"
 
 /**
@@ -195,44 +195,46 @@ const slotsFor = (n: number): number => {
 /**
  * @category models
  */
-export class Mailbox<A> implements Holder {
+export class Mailbox<A> {
   // The fields `offerNow` (the trail's `log`) reads on its fast path come first, then
   // those of `offer`, so that they share as few cache lines as can be: with many
-  // types logged in turn, each `log` touches a different mailbox.
+  // types logged in turn, each `log` touches a different mailbox. Every number field
+  // has an initializer: a class field declared without one starts as `undefined`, and
+  // V8 then keeps it as a tagged value, checked and untagged on every read.
   /** The queued items, from slot `head` on, wrapping around. */
   private ring: Array<A | undefined>
   /** Slots in the ring minus one (slots are a power of two). */
-  private mask: number
+  private mask = 0
   /** Slot of the oldest queued item. */
   private head = 0
   private count = 0
   /**
    * Items {@link offerNow} may queue on its fast path: `fastLimit`, or fewer when the
-   * reading in `lastStamp` may serve fewer offers (see `stampRoom`); `0` once the
-   * clock expired the reading (see {@link expireStamp}).
+   * reading in `lastStamp` may serve fewer offers (see `stampRoom`).
    */
   private nowLimit = 0
+  /** The clock's `gen` when `lastStamp` was read (below any, not read yet): `offerNow` reads again once it moved. */
+  private stampGen = UNREAD - 1
+  /** Where `offerNow` stamps from (initialized so that the field only ever holds one class). */
+  private readonly clock: SampledClock = noStamps
   /** The single watch (the owning actor): the size that triggers it. */
   private wakeAt = NEVER
   /** Items `offer` may queue on its fast path: the capacity or the ring's slots, whichever is less; `0` once closed. */
-  private fastLimit: number
+  private fastLimit = 0
   /** Stamp of the newest run: an offer with the same stamp just extends it. */
-  private lastStamp: number
-  /** The clock's `gen` when `lastStamp` was read: `offerNow` reads again once it moved. */
-  private stampGen: number
+  private lastStamp = 0
   /**
-   * Where `offerNow` stamps from, and the size from which it must read it again. The
-   * size, not the queue index (`left + count`): `left` lies four cache lines further
-   * on, and a thousand types logged in turn each read it once a turn. Taking or
-   * evicting `n` items lowers it by `n`.
+   * The size from which `offerNow` must read the clock again. The size, not the queue
+   * index (`left + count`): `left` lies four cache lines further on, and a thousand
+   * types logged in turn each read it once a turn. Taking or evicting `n` items lowers
+   * it by `n`.
    */
-  private readonly clock: Stamps
   private stampRoom = 0
 
-  readonly capacity: number
+  readonly capacity: number = 0
   readonly overflow: Overflow
   /** The batch size the owner takes; the ring is not shrunk below twice this. */
-  readonly chunkSize: number
+  readonly chunkSize: number = 0
 
   // counters (the accounting); `accepted` is derived: left + queued + dropped newest
   processed = 0
@@ -260,7 +262,7 @@ export class Mailbox<A> implements Holder {
   private extrasQueued = 0
   private droppedNewest = 0
   /** Smallest ring kept when shrinking. */
-  private readonly floorSlots: number
+  private readonly floorSlots: number = 0
   /** Consecutive takes that emptied an oversized ring. */
   private quiet = 0
   /** Some slot outside the queued items may hold an item that left (see `sweep`). */
@@ -284,7 +286,7 @@ export class Mailbox<A> implements Holder {
    *   time); any value is correct, this one is the cheapest
    * @param clock what {@link offerNow} stamps with (default: always 0)
    */
-  constructor(capacity: number, overflow: Overflow, chunkSize = 512, stampBase = 0, clock: Stamps = noStamps) {
+  constructor(capacity: number, overflow: Overflow, chunkSize = 512, stampBase = 0, clock: SampledClock = noStamps) {
     if (!(Number.isSafeInteger(capacity) && capacity > 0 && capacity <= maxCapacity)) {
       throw new RangeError(`mailbox capacity must be an integer from 1 to ${maxCapacity}, got ${capacity}`)
     }
@@ -300,8 +302,6 @@ export class Mailbox<A> implements Holder {
     this.runIndex = [0]
     this.runStamp = [stampBase]
     this.clock = clock
-    // not read yet: the first offerNow reads the clock
-    this.stampGen = clock.gen - 1
   }
 
   /** Events ever accepted. */
@@ -348,12 +348,12 @@ export class Mailbox<A> implements Holder {
   /**
    * Offers an item stamped with the mailbox's clock (the trail's `log`). The fast path
    * does not call the clock: a reading serves up to `step` offers of this mailbox
-   * until the clock expires it (see `internal/clock.ts`). For a synchronous caller:
+   * while the clock's generation is the one it read (see `internal/clock.ts`). For a synchronous caller:
    * a `full` refusal is counted (unlike {@link offer}).
    */
   offerNow(item: A, extra?: unknown): OfferResult {
     const c = this.count
-    if (c < this.nowLimit && extra === undefined) {
+    if (c < this.nowLimit && this.stampGen === this.clock.gen && extra === undefined) {
       this.ring[(this.head + c) & this.mask] = item
       this.count = c + 1
       if (c + 1 >= this.wakeAt) this.wake()
@@ -368,11 +368,8 @@ export class Mailbox<A> implements Holder {
     if (this.stampGen !== clock.gen || this.count >= this.stampRoom) {
       // a reading this mailbox used up is not taken again: read afresh
       const stamp = this.stampGen === clock.gen ? clock.fresh() : clock.millis()
-      // (the read may itself have moved the generation)
-      if (this.stampGen !== clock.gen) {
-        this.stampGen = clock.gen
-        clock.hold(this)
-      }
+      // (of the generation the read may itself have moved)
+      this.stampGen = clock.gen
       this.stampRoom = this.count + clock.step
       // the new stamp starts a run in `offer` (or extends the last one)
       result = this.offer(item, stamp, extra)
@@ -385,14 +382,9 @@ export class Mailbox<A> implements Holder {
     return result
   }
 
-  /** The clock moved on: the reading this mailbox keeps may no longer serve its offers. */
-  expireStamp(): void {
-    this.nowLimit = 0
-  }
-
-  /** Recomputes `nowLimit` from `fastLimit` and `stampRoom` (`0` while the reading is stale). */
+  /** Recomputes `nowLimit` from `fastLimit` and `stampRoom`. */
   private limitNow(): void {
-    this.nowLimit = this.stampGen === this.clock.gen ? Math.min(this.fastLimit, this.stampRoom) : 0
+    this.nowLimit = Math.min(this.fastLimit, this.stampRoom)
   }
 
   private offerSlow(item: A, stamp: number, extra: unknown): OfferResult {
@@ -797,5 +789,5 @@ export const make = <A>(
   overflow: Overflow,
   chunkSize?: number,
   stampBase?: number,
-  clock?: Stamps
+  clock?: SampledClock
 ): Mailbox<A> => new Mailbox(capacity, overflow, chunkSize, stampBase, clock)

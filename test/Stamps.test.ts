@@ -7,8 +7,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { EventType, Trail } from "../src/index.ts"
-import { nextGen, SampledClock } from "../src/internal/clock.ts"
+import { type Batch, EventType, Trail } from "../src/index.ts"
+import { nextGen, SampledClock, UNREAD } from "../src/internal/clock.ts"
 import { Mailbox, type Taken } from "../src/Mailbox.ts"
 
 /** A clock whose time the test sets, counting its reads. */
@@ -60,11 +60,28 @@ describe("SampledClock", () => {
     const time = fakeTime()
     const clock = new SampledClock(time.read, 64)
     for (let i = 0; i < 200; i++) clock.millis()
-    const gen = clock.gen
     time.state.now = 7
     await nextTurn()
-    assert.notStrictEqual(clock.gen, gen, "gen must move at the end of a turn that shared a reading")
+    assert.strictEqual(clock.gen, UNREAD, "no reading of the last turn is current once it ended")
+    const reads = time.state.reads
     assert.strictEqual(clock.millis(), 7)
+    assert.strictEqual(time.state.reads, reads + 1, "the turn's first call reads the clock")
+  })
+
+  it("after a turn, a reading that shows the same time brings the generation back", async () => {
+    const time = fakeTime()
+    const clock = new SampledClock(time.read, 64)
+    for (let i = 0; i < 200; i++) clock.millis()
+    const gen = clock.gen
+    await nextTurn()
+    assert.strictEqual(clock.gen, UNREAD)
+    clock.millis()
+    assert.strictEqual(clock.gen, gen, "the time did not move: readings of it are current again")
+    await nextTurn()
+    time.state.now = 1
+    clock.millis()
+    assert.notStrictEqual(clock.gen, gen, "the time moved: a new generation")
+    assert.notStrictEqual(clock.gen, UNREAD)
   })
 
   it("the generation wraps within the small integers, and readings still expire across the wrap", async () => {
@@ -72,7 +89,7 @@ describe("SampledClock", () => {
     assert.strictEqual(nextGen(41), 42)
     const time = fakeTime()
     const clock = new SampledClock(time.read, 64)
-    clock.gen = 2 ** 30 - 1
+    ;(clock as unknown as { nowGen: number }).nowGen = 2 ** 30 - 1
     const mb = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
     for (let i = 0; i < 100; i++) mb.offerNow(i)
     time.state.now = 4
@@ -154,25 +171,41 @@ describe("Mailbox.offerNow", () => {
     assert.strictEqual(stamps(a.take(1_000)!).at(-1), 3)
   })
 
-  it("a reading expired by the clock stays expired through a take (which recomputes the fast-path limit)", () => {
+  it("a stale reading stays stale through a take (which recomputes the fast-path limit)", () => {
     const { b } = twoThenMove(8)
     // b's take makes room and recomputes how many offers may take the fast path: its
-    // expired reading must not come back to life
+    // stale reading must not come back to life
     const before = b.take(100)!
     b.settle(before.segment, "processed")
     b.offerNow(300)
     assert.strictEqual(stamps(b.take(1_000)!).at(-1), 8)
   })
 
-  it("registers a mailbox with the clock once per generation, and lets go of it when the generation ends", async () => {
+  it("a mailbox keeps its reading across a turn when the next turn's first reading shows the same time", async () => {
     const time = fakeTime()
     const clock = new SampledClock(time.read, 64)
-    const mb = new Mailbox<number>(100_000, "backpressure", 512, 0, clock)
-    const held = () => (clock as unknown as { held: number }).held
-    for (let i = 0; i < 10_000; i++) mb.offerNow(i)
-    assert.strictEqual(held(), 1, "one registration however many readings it took in the generation")
+    const a = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
+    const b = new Mailbox<number>(10_000, "backpressure", 512, 0, clock)
+    time.state.now = 2
+    // a burst grows the clock's step; b's one offer then takes a reading for a step of offers
+    for (let i = 0; i < 200; i++) a.offerNow(i)
+    b.offerNow(0)
     await nextTurn()
-    assert.strictEqual(held(), 0, "the end of the turn expired and released it")
+    // the turn's first offer (a's) reads the clock: the same time
+    const reads = time.state.reads
+    a.offerNow(200)
+    assert.strictEqual(time.state.reads, reads + 1)
+    // b uses its reading without a call of its own, and it is the time just read
+    b.offerNow(1)
+    assert.strictEqual(time.state.reads, reads + 1)
+    assert.deepStrictEqual(stamps(b.take(100)!), [2, 2])
+    // the next turn shows a new time: b's reading is stale, whoever reads first
+    await nextTurn()
+    time.state.now = 3
+    a.offerNow(201)
+    b.offerNow(2)
+    assert.strictEqual(stamps(b.take(100)!).at(-1), 3)
+    assert.strictEqual(stamps(a.take(1_000)!).at(-1), 3)
   })
 
   it("offers with an extra, on a full ring and on a closed mailbox take the slow path with correct stamps", () => {
@@ -223,6 +256,41 @@ describe("Trail timestamps", () => {
       assert.strictEqual(seen.length, 303)
       for (let i = 0; i < 300; i++) assert.strictEqual(seen[i], start)
       for (let i = 300; i < 303; i++) assert.strictEqual(seen[i], start + 1_234)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("after a turn, a type that logs second carries the time the first one read, moved or not", () =>
+    Effect.gen(function* () {
+      const Tock = EventType.make("stamp.Tock", 1, Schema.Struct({ n: Schema.Number }), { batch: { maxSize: 1_000 } })
+      const seen: Record<string, Array<number>> = { [Tick.key]: [], [Tock.key]: [] }
+      const record = (batch: Batch.Batch) =>
+        Effect.sync(() => {
+          seen[batch.key]!.push(...batch.happenedAt)
+        })
+      const trail = yield* Trail.make({
+        source: "stamps",
+        types: [
+          { type: Tick, process: record },
+          { type: Tock, process: record }
+        ]
+      })
+      const start = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const both = () => {
+        for (let i = 0; i < 200; i++) trail.logUnsafe(Tick, { n: i })
+        for (let i = 0; i < 200; i++) trail.logUnsafe(Tock, { n: i })
+      }
+      both()
+      // the same millisecond in the next turn: Tock's reading of the last turn is the time Tick reads
+      yield* Effect.promise(nextTurn)
+      both()
+      // a new millisecond: Tick reads it first, and Tock must not keep its older reading
+      yield* TestClock.adjust(7)
+      yield* Effect.promise(nextTurn)
+      both()
+      yield* trail.flush
+      const expected = [...Array(400).fill(start), ...Array(200).fill(start + 7)]
+      assert.deepStrictEqual(seen[Tick.key], expected)
+      assert.deepStrictEqual(seen[Tock.key], expected)
     }).pipe(Effect.scoped)
   )
 })
