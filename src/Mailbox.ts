@@ -213,7 +213,7 @@ export class Mailbox<A> {
    * reading in `lastStamp` may serve fewer offers (see `stampRoom`).
    */
   private nowLimit = 0
-  /** The clock's `gen` when `lastStamp` was read (below any, not read yet): `offerNow` reads again once it moved. */
+  /** The clock's `gen` when `lastStamp` was read (below any until then): `offerNow` reads again once it moved. */
   private stampGen = UNREAD - 1
   /** Where `offerNow` stamps from (initialized so that the field only ever holds one class). */
   private readonly clock: SampledClock = noStamps
@@ -348,8 +348,8 @@ export class Mailbox<A> {
   /**
    * Offers an item stamped with the mailbox's clock (the trail's `log`). The fast path
    * does not call the clock: a reading serves up to `step` offers of this mailbox
-   * while the clock's generation is the one it read (see `internal/clock.ts`). For a synchronous caller:
-   * a `full` refusal is counted (unlike {@link offer}).
+   * while the clock's generation is the one it read (see `internal/clock.ts`). For a
+   * synchronous caller: a `full` refusal is counted (unlike {@link offer}).
    */
   offerNow(item: A, extra?: unknown): OfferResult {
     const c = this.count
@@ -380,6 +380,15 @@ export class Mailbox<A> {
     // the synchronous caller is refused: counted here, not by a comparison on every call
     if (result === "full") this.refusedFull++
     return result
+  }
+
+  /**
+   * `n` items left the queue. Never below 0, which already means "read again": a
+   * mailbox fed by `offer` alone (the gateway's) would otherwise count down out of the
+   * small integers.
+   */
+  private lowerRoom(n: number): void {
+    this.stampRoom = Math.max(0, this.stampRoom - n)
   }
 
   /** Recomputes `nowLimit` from `fastLimit` and `stampRoom`. */
@@ -473,7 +482,7 @@ export class Mailbox<A> {
     this.head = end & this.mask
     this.count -= n
     this.left += n
-    this.stampRoom -= n
+    this.lowerRoom(n)
     this.limitNow()
     this.dropRuns()
     if (this.count === 0) this.emptied()
@@ -726,7 +735,7 @@ export class Mailbox<A> {
     if (last?.done && last.end === this.left) last.end += n
     else this.segments.push(new Span(this.left, this.left + n, true))
     this.left += n
-    this.stampRoom -= n
+    this.lowerRoom(n)
     this.limitNow()
     this.dropRuns()
     this.advance()

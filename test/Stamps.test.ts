@@ -208,6 +208,22 @@ describe("Mailbox.offerNow", () => {
     assert.strictEqual(stamps(a.take(1_000)!).at(-1), 3)
   })
 
+  it("a mailbox fed by offer alone keeps its stamp room at 0, and offerNow then reads the clock", () => {
+    const time = fakeTime()
+    const mb = new Mailbox<number>(10_000, "backpressure", 512, 0, new SampledClock(time.read, 64))
+    const room = () => (mb as unknown as { stampRoom: number }).stampRoom
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 1_000; i++) mb.offer(i, 0)
+      mb.settle(mb.take(1_000)!.segment, "processed")
+    }
+    assert.strictEqual(room(), 0, "20,000 items left: the room stops at 0")
+    time.state.now = 6
+    const reads = time.state.reads
+    mb.offerNow(1)
+    assert.strictEqual(time.state.reads, reads + 1)
+    assert.deepStrictEqual(stamps(mb.take(10)!), [6])
+  })
+
   it("offers with an extra, on a full ring and on a closed mailbox take the slow path with correct stamps", () => {
     const time = fakeTime()
     const mb = new Mailbox<number>(40, "backpressure", 8, 0, new SampledClock(time.read, 64))
