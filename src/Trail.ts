@@ -375,10 +375,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
     // The types' mailboxes are stamped in milliseconds since the trail started: small
     // integers (for 12 days), which V8 keeps unboxed in the mailbox's fields and ring.
     const epoch = clockService.currentTimeMillisUnsafe()
-    const clock = new SampledClock(
-      () => smallInt(clockService.currentTimeMillisUnsafe() - epoch),
-      options.clockSampling ?? defaults.clockSampling
-    )
+    const sinceEpoch = () => smallInt(clockService.currentTimeMillisUnsafe() - epoch)
+    const clock = new SampledClock(sinceEpoch, options.clockSampling ?? defaults.clockSampling)
     // Actors live in a child scope created before the shutdown finalizer is added, so
     // closing the trail's scope first shuts down gracefully, then releases the actors
     // (including those registered later, on first log).
@@ -624,7 +622,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, DuplicateEve
           type.mailbox.capacity,
           type.mailbox.overflow,
           type.batch.maxSize,
-          smallInt(clockService.currentTimeMillisUnsafe() - epoch),
+          sinceEpoch(),
           clock
         )
         if (closed) mailbox.close()

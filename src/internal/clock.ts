@@ -114,7 +114,7 @@ export class SampledClock {
 /**
  * Stamps for a mailbox whose stamps nobody reads (a handler's): always 0. A clock of
  * the same class as the trail's, so that a mailbox's `clock` field holds one kind of
- * object and `offerNow` reads its `gen` without checking which. (Its step stays well
- * within the small integers, as every count a mailbox derives from it.)
+ * object and `offerNow` reads its `gen` without checking which. Its step stays well
+ * within the small integers, and so does every count a mailbox derives from it.
  */
 export const noStamps: SampledClock = new SampledClock(() => 0, 2 ** 20)
